@@ -1,0 +1,192 @@
+"""The values that flow through chainwatch: ``Log`` -> ``DecodedEvent`` -> ``StoredEvent``.
+
+Hashes, addresses, topics and data are kept as lowercase ``0x``-hex strings, the form in which
+nodes send them (``eth_subscribe`` / ``eth_getLogs``); decoding turns them into the JSON form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from chainwatch.errors import RemoteProtocolError
+
+JSON = Any
+Status = Literal["new", "confirmed", "removed"]
+STATUSES: tuple[Status, ...] = ("new", "confirmed", "removed")
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """One log as a node reports it (``eth_getLogs`` / ``eth_subscribe("logs")``)."""
+
+    address: str  # lowercase 0x-hex, 20 bytes
+    topics: tuple[str, ...]  # lowercase 0x-hex, 32 bytes each
+    data: str  # lowercase 0x-hex
+    block_number: int
+    block_hash: str
+    transaction_hash: str
+    transaction_index: int
+    log_index: int
+    removed: bool = False
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """Identity of a log within a chain: (block_hash, log_index)."""
+        return (self.block_hash, self.log_index)
+
+    def to_rpc(self) -> dict[str, JSON]:
+        """The node's own JSON form of this log."""
+        return {
+            "address": self.address,
+            "topics": list(self.topics),
+            "data": self.data,
+            "blockNumber": hex(self.block_number),
+            "blockHash": self.block_hash,
+            "transactionHash": self.transaction_hash,
+            "transactionIndex": hex(self.transaction_index),
+            "logIndex": hex(self.log_index),
+            "removed": self.removed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A block header as ``eth_subscribe("newHeads")`` / ``eth_getBlockByNumber`` report it."""
+
+    number: int
+    hash: str
+    parent_hash: str
+    timestamp: int = 0
+    raw: dict[str, JSON] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The last block of a chain whose logs are all stored."""
+
+    chain_id: int
+    block_number: int
+    block_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedEvent:
+    """A log with what chainwatch made of it.
+
+    ``args`` is in the JSON form (see :mod:`chainwatch.core.jsonform`); when the log did not
+    decode, ``event`` and ``args`` are None and ``error`` says why.
+    """
+
+    chain_id: int
+    log: Log
+    contract: str | None
+    event: str | None
+    args: dict[str, JSON] | None
+    error: str | None = None
+    historical: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """A row of the events table; ``id`` is the resume cursor for downstream clients."""
+
+    id: int
+    chain_id: int
+    log: Log
+    contract: str | None
+    event: str | None
+    args: dict[str, JSON] | None
+    error: str | None
+    status: Status
+    historical: bool = False
+
+    def to_json(self) -> dict[str, JSON]:
+        """The one JSON form of a stored event (store, CLI and downstream alike)."""
+        out: dict[str, JSON] = {
+            "id": self.id,
+            "chain_id": self.chain_id,
+            "block_number": self.log.block_number,
+            "block_hash": self.log.block_hash,
+            "transaction_hash": self.log.transaction_hash,
+            "transaction_index": self.log.transaction_index,
+            "log_index": self.log.log_index,
+            "address": _checksum(self.log.address),
+            "contract": self.contract,
+            "event": self.event,
+            "args": self.args,
+            "status": self.status,
+        }
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+def _checksum(address: str) -> str:
+    from chainwatch.core.jsonform import checksum_address
+
+    return checksum_address(address)
+
+
+# --- parsing node JSON (the peer may be wrong: errors are RemoteProtocolError) --------------
+
+
+def _hex_int(obj: dict[str, JSON], key: str) -> int:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value.startswith(("0x", "0X")):
+        raise RemoteProtocolError(f"{key}: expected a 0x-hex quantity, got {value!r:.80}")
+    try:
+        return int(value, 16)
+    except ValueError:
+        raise RemoteProtocolError(f"{key}: not hex: {value!r:.80}") from None
+
+
+def _hex_str(obj: dict[str, JSON], key: str, nbytes: int | None = None) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value.startswith(("0x", "0X")):
+        raise RemoteProtocolError(f"{key}: expected 0x-hex data, got {value!r:.80}")
+    body = value[2:]
+    if len(body) % 2 or (nbytes is not None and len(body) != 2 * nbytes):
+        raise RemoteProtocolError(f"{key}: wrong length: {value!r:.80}")
+    try:
+        bytes.fromhex(body)
+    except ValueError:
+        raise RemoteProtocolError(f"{key}: not hex: {value!r:.80}") from None
+    return "0x" + body.lower()
+
+
+def parse_log(obj: JSON) -> Log:
+    """Parse a node-format log; raises RemoteProtocolError naming the bad field."""
+    if not isinstance(obj, dict):
+        raise RemoteProtocolError(f"log: expected an object, got {type(obj).__name__}")
+    topics = obj.get("topics")
+    if not isinstance(topics, list) or len(topics) > 4:
+        raise RemoteProtocolError("topics: expected a list of at most 4 hashes")
+    parsed_topics = []
+    for i, topic in enumerate(topics):
+        parsed_topics.append(_hex_str({f"topics[{i}]": topic}, f"topics[{i}]", 32))
+    removed = obj.get("removed", False)
+    return Log(
+        address=_hex_str(obj, "address", 20),
+        topics=tuple(parsed_topics),
+        data=_hex_str(obj, "data"),
+        block_number=_hex_int(obj, "blockNumber"),
+        block_hash=_hex_str(obj, "blockHash", 32),
+        transaction_hash=_hex_str(obj, "transactionHash", 32),
+        transaction_index=_hex_int(obj, "transactionIndex"),
+        log_index=_hex_int(obj, "logIndex"),
+        removed=bool(removed),
+    )
+
+
+def parse_head(obj: JSON) -> Head:
+    """Parse a node-format block header; raises RemoteProtocolError naming the bad field."""
+    if not isinstance(obj, dict):
+        raise RemoteProtocolError(f"head: expected an object, got {type(obj).__name__}")
+    return Head(
+        number=_hex_int(obj, "number"),
+        hash=_hex_str(obj, "hash", 32),
+        parent_hash=_hex_str(obj, "parentHash", 32),
+        timestamp=_hex_int(obj, "timestamp") if "timestamp" in obj else 0,
+        raw=obj,
+    )

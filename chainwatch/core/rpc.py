@@ -1,0 +1,157 @@
+"""JSON-RPC 2.0 messages (https://www.jsonrpc.org/specification), with no I/O.
+
+Both sides of chainwatch speak it: as a client to node providers (requests out, responses and
+``eth_subscription`` notifications in) and as a server to downstream subscribers (requests in,
+responses and notifications out). This module turns text into typed messages and back; the
+adapters move the text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from chainwatch.errors import RemoteProtocolError
+
+JSON = Any
+
+# Error codes: JSON-RPC 2.0 section 5.1, and EIP-1474 for -32005.
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+LIMIT_EXCEEDED = -32005
+
+RequestId = int | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A call or, when ``is_notification``, a notification without an id."""
+
+    method: str
+    params: list[JSON] | dict[str, JSON]
+    id: RequestId = None
+    is_notification: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """The answer to a request: ``result`` or ``error`` (code, message, data)."""
+
+    id: RequestId
+    result: JSON = None
+    error: dict[str, JSON] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """An ``eth_subscription`` push: ``params.subscription`` and ``params.result``."""
+
+    subscription: str
+    result: JSON
+
+
+def dumps(obj: JSON) -> str:
+    """Compact JSON text, as sent on the wire."""
+    return json.dumps(obj, separators=(",", ":"))
+
+
+# --- client side -----------------------------------------------------------------------------
+
+
+def encode_request(request_id: int, method: str, params: list[JSON]) -> str:
+    return dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+
+
+def parse_incoming(text: str | bytes) -> Response | Notification:
+    """Parse one message a node sent us: a response or a subscription notification.
+
+    Raises RemoteProtocolError for anything else (bad JSON, a batch we never sent, a
+    notification of another method, a response without ``result`` or ``error``).
+    """
+    try:
+        msg = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RemoteProtocolError(f"invalid JSON from peer: {exc}") from None
+    if not isinstance(msg, dict):
+        raise RemoteProtocolError(f"expected a JSON object, got {type(msg).__name__}")
+    if msg.get("jsonrpc") != "2.0":
+        raise RemoteProtocolError("missing jsonrpc: 2.0")
+    if "method" in msg:
+        if msg["method"] != "eth_subscription":
+            raise RemoteProtocolError(f"unexpected notification method {msg['method']!r:.60}")
+        params = msg.get("params")
+        if not isinstance(params, dict) or not isinstance(params.get("subscription"), str):
+            raise RemoteProtocolError("eth_subscription without params.subscription")
+        if "result" not in params:
+            raise RemoteProtocolError("eth_subscription without params.result")
+        return Notification(params["subscription"], params["result"])
+    if "id" not in msg:
+        raise RemoteProtocolError("message is neither a response nor a notification")
+    if "error" in msg:
+        error = msg["error"]
+        if not isinstance(error, dict) or not isinstance(error.get("code"), int):
+            raise RemoteProtocolError("error member is not an error object")
+        return Response(msg["id"], error=error)
+    if "result" not in msg:
+        raise RemoteProtocolError("response without result or error")
+    return Response(msg["id"], result=msg["result"])
+
+
+# --- server side -----------------------------------------------------------------------------
+
+
+def error_object(code: int, message: str, data: JSON = None) -> dict[str, JSON]:
+    err: dict[str, JSON] = {"code": code, "message": message}
+    if data is not None:
+        err["data"] = data
+    return err
+
+
+def encode_result(request_id: RequestId, result: JSON) -> str:
+    return dumps({"jsonrpc": "2.0", "id": request_id, "result": result})
+
+
+def encode_error(request_id: RequestId, code: int, message: str, data: JSON = None) -> str:
+    return dumps({"jsonrpc": "2.0", "id": request_id, "error": error_object(code, message, data)})
+
+
+def encode_notification(subscription: str, result_json: str) -> str:
+    """An ``eth_subscription`` envelope around an already encoded result (encode once)."""
+    return (
+        '{"jsonrpc":"2.0","method":"eth_subscription","params":{"subscription":'
+        + json.dumps(subscription)
+        + ',"result":'
+        + result_json
+        + "}}"
+    )
+
+
+class InvalidRequest(Exception):
+    """A single request in a client's message is not valid JSON-RPC 2.0 (answered -32600)."""
+
+    def __init__(self, request_id: RequestId, message: str) -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
+def parse_request(obj: JSON) -> Request:
+    """Validate one decoded request object; raises InvalidRequest (-32600)."""
+    if not isinstance(obj, dict):
+        raise InvalidRequest(None, "request must be a JSON object")
+    request_id = obj.get("id")
+    if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
+        if request_id is not None:
+            raise InvalidRequest(None, "id must be a string, a number or null")
+    if obj.get("jsonrpc") != "2.0":
+        raise InvalidRequest(request_id, 'jsonrpc must be "2.0"')
+    method = obj.get("method")
+    if not isinstance(method, str):
+        raise InvalidRequest(request_id, "method must be a string")
+    params = obj.get("params", [])
+    if not isinstance(params, (list, dict)):
+        raise InvalidRequest(request_id, "params must be an array or an object")
+    return Request(method, params, request_id, is_notification="id" not in obj)
