@@ -1,0 +1,1 @@
+"""Ingest: provider connections in, decoded events to the store, then to the sink."""

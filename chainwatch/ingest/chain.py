@@ -1,0 +1,492 @@
+"""The ingest of one chain: history load, then live logs and heads, committed block by block.
+
+On every (re)connect to a provider:
+
+1. check the provider's chain id;
+2. subscribe to ``newHeads`` and to the watched ``logs`` filters first, and hold what arrives;
+3. check that the stored checkpoint is still canonical (a reorg while we were away), then load
+   ``eth_getLogs`` from the checkpoint (or ``from_block``) to the head in chunks, one transaction
+   per chunk with its checkpoint;
+4. release the held notifications: a log waits for its block's head, and the head commits the
+   block's events and the new checkpoint in one transaction. Logs of blocks already stored are
+   dropped as duplicates (the store is unique on (chain_id, block_hash, log_index)).
+
+A head whose parent is not the stored tip is a gap (fetched with ``eth_getLogs``) or a reorg
+(walk back to the fork point, mark orphaned events ``removed``, fetch the new canonical logs).
+Only after the store commits are events handed to the sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from chainwatch.config import ChainSettings, redact_url
+from chainwatch.core.model import (
+    Checkpoint,
+    DecodedEvent,
+    Head,
+    Log,
+    StoredEvent,
+    parse_head,
+    parse_log,
+)
+from chainwatch.core.ranges import RangePolicy, is_range_error
+from chainwatch.core.sink import ChainStatus, EventSink, ProviderStatus
+from chainwatch.core.standards import TRANSFER_TOPIC0
+from chainwatch.core.watch import WatchSet
+from chainwatch.errors import (
+    ChainwatchError,
+    ProviderError,
+    ProviderUnreachable,
+    RemoteProtocolError,
+    RpcErrorResponse,
+    WrongChain,
+)
+from chainwatch.ingest.provider import ProviderConnection
+from chainwatch.store import Store
+
+log = logging.getLogger("chainwatch.ingest")
+
+# Recent canonical block hashes kept (in the store's blocks table) beyond the confirmation depth.
+REORG_WINDOW = 64
+# Held logs of blocks whose head has not come are dropped this many blocks behind the tip.
+PENDING_HORIZON = 128
+
+
+def backoff(initial: float = 0.5, maximum: float = 30.0) -> Any:
+    """Exponential reconnect delays with full jitter: 0.5 s, 1 s, 2 s ... up to 30 s."""
+    delay = initial
+    while True:
+        yield random.uniform(delay / 2, delay)
+        delay = min(maximum, delay * 2)
+
+
+class ChainIngest:
+    """Keeps one chain's events in the store and tells the sink what was committed."""
+
+    def __init__(
+        self,
+        chain: ChainSettings,
+        watch: WatchSet,
+        store: Store,
+        sink: EventSink,
+        status: ChainStatus | None = None,
+        *,
+        exit_on_fatal: bool = False,
+    ) -> None:
+        self.chain = chain
+        self.watch = watch
+        self.store = store
+        self.sink = sink
+        self.status = status or ChainStatus(chain.name, chain.chain_id, chain.confirmations)
+        if not self.status.providers:
+            self.status.providers = [ProviderStatus(redact_url(u)) for u in chain.providers]
+        self.exit_on_fatal = exit_on_fatal
+        self.tip: Head | None = None  # newest block whose events are all stored
+        self.pending: dict[str, list[Log]] = {}
+        self.known_tokens: set[str] = set()
+        self.conn: ProviderConnection | None = None  # the provider of the running session
+        self.caught_up = asyncio.Event()
+        self.stats = {"heads": 0, "logs": 0, "events": 0, "reorgs": 0, "malformed": 0, "gaps": 0}
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect to the providers in turn, forever; reconnect with backoff after failures.
+
+        With ``exit_on_fatal``, a first round in which no provider could be used raises its last
+        error (the daemon exits with it), and so does a provider on the wrong chain.
+        """
+        delays = backoff()
+        while True:
+            error: ChainwatchError | None = None
+            for index, url in enumerate(self.chain.providers):
+                pstatus = self.status.providers[index]
+                started = time.monotonic()
+                try:
+                    await self._session(url, pstatus, historical=not self.caught_up.is_set())
+                except WrongChain as exc:
+                    pstatus.last_error = error_text = str(exc)
+                    log.error("%s", error_text)
+                    if self.exit_on_fatal:
+                        raise
+                    error = exc
+                except (ProviderError, RemoteProtocolError, RpcErrorResponse) as exc:
+                    pstatus.last_error = str(exc)
+                    log.warning("%s: %s", self.chain.name, exc)
+                    error = exc
+                finally:
+                    pstatus.connected = False
+                if time.monotonic() - started > 30:
+                    delays = backoff()  # the connection held: start again from a short delay
+            if error is not None and self.exit_on_fatal and not self.caught_up.is_set():
+                raise error
+            await asyncio.sleep(next(delays))
+
+    async def _session(self, url: str, pstatus: ProviderStatus, *, historical: bool) -> None:
+        chain = self.chain
+        async with ProviderConnection(
+            url, ping_interval=chain.ping_interval, ping_timeout=chain.ping_timeout
+        ) as conn:
+            self.conn = conn
+            try:
+                await self._run_session(conn, pstatus, historical=historical)
+            finally:
+                self.conn = None
+
+    async def _run_session(
+        self, conn: ProviderConnection, pstatus: ProviderStatus, *, historical: bool
+    ) -> None:
+        chain = self.chain
+        reported = _quantity(await conn.request("eth_chainId", []), "eth_chainId")
+        if reported != chain.chain_id:
+            raise WrongChain(
+                f"{conn.shown}: provider is on chain {reported}, "
+                f"but chains '{chain.name}' has chain_id = {chain.chain_id}"
+            )
+        heads_sub = await conn.subscribe(["newHeads"])
+        log_subs = set()
+        for flt in self.watch.log_filters():
+            log_subs.add(await conn.subscribe(["logs", flt]))
+        pstatus.connected = True
+        pstatus.last_error = None
+        log.info("%s: connected to %s", chain.name, conn.shown)
+        await self._catch_up(conn, historical=historical)
+        self.caught_up.set()
+        while True:
+            note = await conn.notification()
+            if note.subscription == heads_sub:
+                try:
+                    head = parse_head(note.result)
+                except RemoteProtocolError as exc:
+                    self._malformed(conn, "head", exc)
+                    continue
+                await self._on_head(conn, head)
+            elif note.subscription in log_subs:
+                try:
+                    entry = parse_log(note.result)
+                except RemoteProtocolError as exc:
+                    self._malformed(conn, "log", exc)
+                    continue
+                await self._on_log(entry)
+            else:
+                self._malformed(
+                    conn, "notification", f"unknown subscription {note.subscription!r:.40}"
+                )
+
+    def _malformed(self, conn: ProviderConnection, what: str, exc: object) -> None:
+        self.stats["malformed"] += 1
+        conn.malformed += 1
+        log.warning("%s: %s: skipped a malformed %s: %s", self.chain.name, conn.shown, what, exc)
+
+    # --- catch-up -----------------------------------------------------------------------------
+
+    async def _catch_up(self, conn: ProviderConnection, *, historical: bool) -> None:
+        """Bring the store from its checkpoint (or ``from_block``) up to the provider's head."""
+        chain_id = self.chain.chain_id
+        checkpoint = await asyncio.to_thread(self.store.checkpoint, chain_id)
+        latest = await self._block(conn, "latest")
+        self.status.head = latest
+        self.status.last_head_at = time.monotonic()
+        if checkpoint is None:
+            start = self.watch.start_block()
+            if start is None or start > latest.number:
+                # Nothing to load: begin live at the head.
+                await self._commit([], latest)
+                self.tip = latest
+                return
+            first = start
+        else:
+            fork = await self._verify_checkpoint(conn, checkpoint)
+            first = fork + 1
+        await self._load_range(conn, first, latest.number, historical=historical, end_head=latest)
+
+    async def _verify_checkpoint(self, conn: ProviderConnection, checkpoint: Checkpoint) -> int:
+        """The stored checkpoint's block number if still canonical, else the fork point (after
+        marking the orphaned events removed)."""
+        canonical = await self._block(conn, hex(checkpoint.block_number), missing_ok=True)
+        if canonical is not None and canonical.hash == checkpoint.block_hash:
+            self.tip = canonical
+            return checkpoint.block_number
+        log.warning(
+            "%s: stored checkpoint %d is no longer canonical (reorg while stopped)",
+            self.chain.name,
+            checkpoint.block_number,
+        )
+        return await self._rewind(conn, checkpoint.block_number)
+
+    async def _load_range(
+        self,
+        conn: ProviderConnection,
+        first: int,
+        last: int,
+        *,
+        historical: bool = False,
+        end_head: Head | None = None,
+    ) -> None:
+        """Load ``[first, last]`` with chunked ``eth_getLogs``; one transaction per chunk."""
+        policy = RangePolicy(self.chain.getlogs_max_range)
+        block = first
+        while block <= last:
+            lo, hi = policy.next_range(block, last)
+            try:
+                logs = await self._get_logs(conn, {"fromBlock": hex(lo), "toBlock": hex(hi)})
+            except RpcErrorResponse as exc:
+                if not is_range_error(exc.code, exc.message):
+                    raise
+                if policy.refused(exc.message, lo, hi):
+                    log.info(
+                        "%s: getLogs %d-%d refused (%s); smaller chunks",
+                        self.chain.name,
+                        lo,
+                        hi,
+                        exc.message,
+                    )
+                    continue
+                head = await self._block(conn, hex(lo))
+                logs = await self._get_logs(conn, {"blockHash": head.hash})
+            else:
+                policy.succeeded()
+            head = (
+                end_head
+                if (end_head is not None and hi == end_head.number)
+                else await self._block(conn, hex(hi))
+            )
+            await self._commit(self._route(logs, historical=historical), head)
+            self.tip = head
+            block = hi + 1
+        if end_head is not None and (self.tip is None or self.tip.number < end_head.number):
+            await self._commit([], end_head)
+            self.tip = end_head
+
+    async def _get_logs(self, conn: ProviderConnection, span: dict[str, str]) -> list[Log]:
+        """Every watched log in a block range or block, in chain order, each once."""
+        seen: dict[tuple[str, int], Log] = {}
+        for flt in self.watch.log_filters():
+            result = await conn.request("eth_getLogs", [{**flt, **span}])
+            if not isinstance(result, list):
+                raise RemoteProtocolError(f"eth_getLogs returned {type(result).__name__}")
+            for raw in result:
+                try:
+                    entry = parse_log(raw)
+                except RemoteProtocolError as exc:
+                    self._malformed(conn, "log", exc)
+                    continue
+                if not entry.removed:
+                    seen.setdefault(entry.key, entry)
+        return sorted(seen.values(), key=lambda e: (e.block_number, e.log_index))
+
+    # --- live ---------------------------------------------------------------------------------
+
+    async def _on_log(self, entry: Log) -> None:
+        self.stats["logs"] += 1
+        if entry.removed:
+            return  # reorgs are found from the heads; the orphaned logs are marked then
+        tip = self.tip
+        if tip is not None and entry.block_number <= tip.number:
+            # Its block is stored: a duplicate, or a late log of the tip.
+            if entry.block_hash == tip.hash:
+                await self._commit(self._route([entry], historical=False), None)
+            return
+        self.pending.setdefault(entry.block_hash, []).append(entry)
+
+    async def _on_head(self, conn: ProviderConnection, head: Head) -> None:
+        self.stats["heads"] += 1
+        self.status.head = head
+        self.status.last_head_at = time.monotonic()
+        tip = self.tip
+        if tip is None or (head.number == tip.number + 1 and head.parent_hash == tip.hash):
+            await self._advance(head)
+            return
+        if head.hash == tip.hash:
+            return  # the same head again
+        current = await self._block(conn, hex(tip.number), missing_ok=True)
+        if current is not None and current.hash == tip.hash:
+            if head.number <= tip.number:
+                return  # a head that was queued while we loaded past it
+            # A gap: blocks we heard no head for (a dropped notification, a burst).
+            self.stats["gaps"] += 1
+            await self._load_range(conn, tip.number + 1, head.number, end_head=head)
+            self._released(head)
+            return
+        # The new head does not extend our tip: a reorg.
+        self.stats["reorgs"] += 1
+        fork = await self._rewind(conn, min(tip.number, head.number - 1))
+        await self._load_range(conn, fork + 1, head.number, end_head=head)
+        self._released(head)
+
+    async def _advance(self, head: Head) -> None:
+        """Commit the held logs of ``head`` with the checkpoint moved to it."""
+        logs = self.pending.pop(head.hash, [])
+        logs.sort(key=lambda e: e.log_index)
+        await self._commit(self._route(logs, historical=False), head)
+        self.tip = head
+        self._released(head)
+
+    def _released(self, head: Head) -> None:
+        """``head`` and everything below it are stored: forget held logs, tell the sink."""
+        self.pending.pop(head.hash, None)
+        horizon = head.number - PENDING_HORIZON
+        for block_hash in [h for h, ls in self.pending.items() if ls[0].block_number < horizon]:
+            del self.pending[block_hash]
+        self.sink.on_head(self.chain.chain_id, head)
+
+    async def _rewind(self, conn: ProviderConnection, from_number: int) -> int:
+        """Walk back from ``from_number`` to the highest stored block that is still canonical;
+        mark the events above it that are not canonical ``removed``. Returns the fork number."""
+        chain_id = self.chain.chain_id
+        window = await asyncio.to_thread(
+            self.store.recent_blocks, chain_id, self.chain.confirmations + REORG_WINDOW
+        )
+        fork = -1
+        fork_head: Head | None = None
+        for stored in window:  # newest first
+            if stored.number > from_number:
+                continue
+            canonical = await self._block(conn, hex(stored.number), missing_ok=True)
+            if canonical is not None and canonical.hash == stored.hash:
+                fork, fork_head = stored.number, canonical
+                break
+        if fork_head is None:
+            # Deeper than the window: trust the node from the oldest block we remember.
+            oldest = window[-1].number - 1 if window else from_number
+            fork = max(0, oldest)
+            fork_head = await self._block(conn, hex(fork))
+        # Stored events above the fork whose block is not canonical are orphaned.
+        above = await asyncio.to_thread(self.store.query, chain_id=chain_id, from_block=fork + 1)
+        orphaned: set[str] = set()
+        canonical_hash: dict[int, str | None] = {}
+        for event in above:
+            if event.status == "removed":
+                continue
+            number = event.log.block_number
+            if number not in canonical_hash:
+                block = await self._block(conn, hex(number), missing_ok=True)
+                canonical_hash[number] = block.hash if block is not None else None
+            if canonical_hash[number] != event.log.block_hash:
+                orphaned.add(event.log.block_hash)
+        checkpoint = Checkpoint(chain_id, fork_head.number, fork_head.hash)
+        changed = await asyncio.to_thread(
+            self.store.reorg, chain_id, orphaned, checkpoint, fork + 1
+        )
+        self.tip = fork_head
+        log.warning(
+            "%s: reorg: fork at block %d, %d events removed", self.chain.name, fork, len(changed)
+        )
+        if changed:
+            self.sink.on_events(chain_id, changed)
+        return fork
+
+    # --- store and sink -----------------------------------------------------------------------
+
+    def _route(self, logs: Sequence[Log], *, historical: bool) -> list[DecodedEvent]:
+        events = []
+        for entry in logs:
+            event = self.watch.route(entry, historical=historical)
+            if event is not None:
+                events.append(event)
+        return events
+
+    async def _commit(self, events: list[DecodedEvent], head: Head | None) -> list[StoredEvent]:
+        """One transaction: the events, the head in the block window, the checkpoint. Then the
+        confirmations it brings, then the sink."""
+        chain_id = self.chain.chain_id
+        if self.conn is not None:
+            await self._remember_tokens(self.conn, events)
+        checkpoint = Checkpoint(chain_id, head.number, head.hash) if head is not None else None
+        blocks = [head] if head is not None else []
+        stored = await asyncio.to_thread(self.store.write_batch, events, checkpoint, blocks)
+        self.stats["events"] += len(stored)
+        changed: list[StoredEvent] = list(stored)
+        if head is not None:
+            depth = head.number - self.chain.confirmations + 1
+            if depth >= 0:
+                changed += await asyncio.to_thread(self.store.confirm_up_to, chain_id, depth)
+            keep_from = head.number - self.chain.confirmations - REORG_WINDOW
+            if keep_from > 0 and head.number % 16 == 0:
+                await asyncio.to_thread(self.store.prune_blocks, chain_id, keep_from)
+        if changed:
+            self.sink.on_events(chain_id, changed)
+        return stored
+
+    async def _block(self, conn: ProviderConnection, tag: str, *, missing_ok: bool = False) -> Any:
+        result = await conn.request("eth_getBlockByNumber", [tag, False])
+        if result is None:
+            if missing_ok:
+                return None
+            raise ProviderUnreachable(f"{conn.shown}: block {tag} not found")
+        return parse_head(result)
+
+    async def token_metadata(
+        self, conn: ProviderConnection, address: str
+    ) -> tuple[str | None, int | None]:
+        """ERC-20 ``symbol()`` and ``decimals()`` by ``eth_call``; None where a token lacks one."""
+        symbol = await _call_string(conn, address, "0x95d89b41")
+        decimals_raw = await _call(conn, address, "0x313ce567")
+        decimals = None
+        if decimals_raw is not None and len(decimals_raw) == 32:
+            value = int.from_bytes(decimals_raw, "big")
+            decimals = value if value <= 255 else None
+        return symbol, decimals
+
+    async def _remember_tokens(
+        self, conn: ProviderConnection, events: Sequence[DecodedEvent]
+    ) -> None:
+        for event in events:
+            entry = event.log
+            if entry.address in self.known_tokens or len(entry.topics) != 3:
+                continue
+            if entry.topics[0] != TRANSFER_TOPIC0 or event.error is not None:
+                continue
+            self.known_tokens.add(entry.address)
+            if (
+                await asyncio.to_thread(self.store.token, self.chain.chain_id, entry.address)
+                is None
+            ):
+                symbol, decimals = await self.token_metadata(conn, entry.address)
+                await asyncio.to_thread(
+                    self.store.save_token, self.chain.chain_id, entry.address, symbol, decimals
+                )
+
+
+async def _call(conn: ProviderConnection, address: str, selector: str) -> bytes | None:
+    try:
+        result = await conn.request("eth_call", [{"to": address, "data": selector}, "latest"])
+    except RpcErrorResponse:
+        return None
+    if not isinstance(result, str) or not result.startswith("0x"):
+        return None
+    try:
+        return bytes.fromhex(result[2:])
+    except ValueError:
+        return None
+
+
+async def _call_string(conn: ProviderConnection, address: str, selector: str) -> str | None:
+    raw = await _call(conn, address, selector)
+    if raw is None:
+        return None
+    if len(raw) == 32:  # some old tokens return bytes32
+        return raw.rstrip(b"\0").decode("utf-8", "replace") or None
+    if len(raw) >= 64:
+        length = int.from_bytes(raw[32:64], "big")
+        if 64 + length <= len(raw):
+            return raw[64 : 64 + length].decode("utf-8", "replace")
+    return None
+
+
+def _quantity(value: Any, what: str) -> int:
+    if isinstance(value, str) and value.startswith("0x"):
+        try:
+            return int(value, 16)
+        except ValueError:
+            pass
+    raise RemoteProtocolError(f"{what}: expected a hex quantity, got {value!r:.60}")
+
+
+__all__ = ["ChainIngest", "ChainwatchError"]
