@@ -1,0 +1,320 @@
+"""The ``chainwatch`` command line. Thin: load settings, configure logging, run.
+
+Errors a user can cause print one line (``chainwatch: error: ...``) and exit non-zero without a
+traceback: 2 for a bad configuration or usage, 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from chainwatch.config import Settings, load_settings, redact_url, resolve_config_path
+from chainwatch.errors import ChainwatchError, ConfigError
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="Real-time Ethereum events: subscribe, decode, store and rebroadcast.",
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Config file [default: $CHAINWATCH_CONFIG or config/chainwatch.toml]"
+    ),
+]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"chainwatch: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings(path: Path | None) -> Settings:
+    try:
+        return load_settings(resolve_config_path(path))
+    except ConfigError as exc:
+        fail(str(exc), 2)
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+) -> None:
+    """Run the daemon: ingest every configured chain, store, and serve subscribers."""
+    settings = _settings(config)
+    _logging(log_level)
+    from chainwatch.daemon import Daemon, run_until_signal
+
+    daemon = Daemon(settings)
+    try:
+        asyncio.run(run_until_signal(daemon.run))
+    except ChainwatchError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
+# --- check-config ------------------------------------------------------------------------------
+
+
+@app.command("check-config")
+def check_config(
+    path: Annotated[Path | None, typer.Argument(help="Config file")] = None,
+) -> None:
+    """Validate a config file and print a summary."""
+    settings = _settings(path)
+    typer.echo(f"{settings.path}: OK")
+    from sqlalchemy.engine import make_url
+
+    typer.echo(f"storage: {make_url(settings.storage.url).render_as_string(hide_password=True)}")
+    server = settings.server
+    scheme = "wss" if server.tls_cert else "ws"
+    auth = f", {len(server.tokens)} token(s)" if server.tokens else ", no tokens"
+    typer.echo(f"server: {scheme}://{server.host}:{server.port}{auth}")
+    for chain in settings.chains:
+        providers = ", ".join(redact_url(u) for u in chain.providers)
+        typer.echo(
+            f"chain {chain.name} (id {chain.chain_id}, {chain.confirmations} confirmations, "
+            f"{chain.mode}): {providers}"
+        )
+        for contract in settings.contracts_of(chain.name):
+            events = ", ".join(contract.events) if contract.events else "all events"
+            start = f" from block {contract.from_block}" if contract.from_block is not None else ""
+            typer.echo(f"  contract {contract.name} {contract.address}: {events}{start}")
+        for wallet in settings.wallets_of(chain.name):
+            typer.echo(
+                f"  wallets {', '.join(wallet.addresses)}: {', '.join(wallet.standards)} transfers"
+            )
+
+
+# --- events ------------------------------------------------------------------------------------
+
+
+@app.command()
+def events(
+    config: ConfigOption = None,
+    chain: Annotated[str | None, typer.Option(help="Chain name")] = None,
+    contract: Annotated[str | None, typer.Option(help="Contract name or address")] = None,
+    event: Annotated[str | None, typer.Option(help="Event name")] = None,
+    from_block: Annotated[int | None, typer.Option("--from-block")] = None,
+    to_block: Annotated[int | None, typer.Option("--to-block")] = None,
+    status: Annotated[str | None, typer.Option(help="new, confirmed or removed")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many events")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+) -> None:
+    """Query the stored events."""
+    from chainwatch import render
+    from chainwatch.store import Store
+
+    settings = _settings(config)
+    if fmt not in ("table", "json", "csv"):
+        fail(f"--format: must be table, json or csv, not {fmt!r}", 2)
+    if status is not None and status not in ("new", "confirmed", "removed"):
+        fail(f"--status: must be new, confirmed or removed, not {status!r}", 2)
+    chain_id = None
+    if chain is not None:
+        try:
+            chain_id = settings.chain(chain).chain_id
+        except KeyError:
+            known = ", ".join(c.name for c in settings.chains)
+            fail(f"unknown chain {chain!r} (known: {known})")
+    address = None
+    if contract is not None and contract.lower().startswith("0x"):
+        address, contract = contract.lower(), None
+    try:
+        store = Store.open(settings.storage.url)
+    except ChainwatchError as exc:
+        fail(str(exc))
+    try:
+        if contract is not None:
+            known_names = {c.name for c in settings.contracts} | store.known_contract_names()
+            if contract not in known_names:
+                fail(f"unknown contract {contract!r} (known: {', '.join(sorted(known_names))})")
+        rows = store.query(
+            chain_id=chain_id,
+            contract=contract,
+            address=address,
+            event=event,
+            from_block=from_block,
+            to_block=to_block,
+            status=status,  # type: ignore[arg-type]
+            limit=limit,
+        )
+    finally:
+        store.close()
+    objects = [row.to_json() for row in rows]
+    if fmt == "json":
+        for obj in objects:
+            typer.echo(render.json_line(obj))
+    elif fmt == "csv":
+        render.write_csv(objects, sys.stdout)
+    elif render.write_table(objects, sys.stdout) == 0:
+        typer.echo("no events", err=True)
+
+
+# --- decode ------------------------------------------------------------------------------------
+
+
+@app.command()
+def decode(
+    abi: Annotated[Path, typer.Option("--abi", help="ABI JSON file")],
+    file: Annotated[
+        str, typer.Argument(help="Logs as JSON lines or one JSON array; - for stdin")
+    ] = "-",
+) -> None:
+    """Decode node-format logs offline and print them as JSON lines."""
+    from chainwatch import render
+    from chainwatch.core.abi import load_abi_file
+    from chainwatch.core.decoder import AbiDecoder
+    from chainwatch.core.model import parse_log
+    from chainwatch.errors import DecodeError, RemoteProtocolError
+
+    try:
+        decoder = AbiDecoder(load_abi_file(abi))
+    except ChainwatchError as exc:
+        fail(str(exc))
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"{file}: cannot read: {exc.strerror}")
+    for number, raw in _json_items(text, file):
+        if isinstance(raw, _BadLine):
+            typer.echo(render.json_line({"line": number, "error": raw.error}))
+            continue
+        try:
+            entry = parse_log(raw)
+        except RemoteProtocolError as exc:
+            typer.echo(render.json_line({"line": number, "error": f"not a log: {exc}"}))
+            continue
+        try:
+            name, args = decoder.decode_log(entry)
+        except DecodeError as exc:
+            typer.echo(render.json_line(log_json(entry, None, None, str(exc))))
+            continue
+        typer.echo(render.json_line(log_json(entry, name, args, None)))
+
+
+class _BadLine:
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def _json_items(text: str, source: str) -> list[tuple[int, Any]]:
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            items = json.loads(stripped)
+        except ValueError as exc:
+            fail(f"{source}: not valid JSON: {exc}")
+        return list(enumerate(items, 1))
+    out: list[tuple[int, Any]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append((number, json.loads(line)))
+        except ValueError as exc:
+            out.append((number, _BadLine(f"not valid JSON: {exc}")))
+    return out
+
+
+def log_json(entry: Any, event: str | None, args: Any, error: str | None) -> dict[str, Any]:
+    """A decoded log outside the store: the stored form without id, chain and status."""
+    from chainwatch.core.jsonform import checksum_address
+
+    obj: dict[str, Any] = {
+        "block_number": entry.block_number,
+        "block_hash": entry.block_hash,
+        "transaction_hash": entry.transaction_hash,
+        "transaction_index": entry.transaction_index,
+        "log_index": entry.log_index,
+        "address": checksum_address(entry.address),
+        "event": event,
+        "args": args,
+    }
+    if entry.removed:
+        obj["status"] = "removed"
+    if error is not None:
+        obj["error"] = error
+    return obj
+
+
+# --- watch -------------------------------------------------------------------------------------
+
+
+@app.command()
+def watch(
+    address: Annotated[str, typer.Argument(help="Contract address")],
+    provider: Annotated[str, typer.Option(help="Node WebSocket URL (ws:// or wss://)")],
+    abi: Annotated[Path | None, typer.Option(help="ABI JSON file")] = None,
+    erc20: Annotated[bool, typer.Option("--erc20", help="Decode as an ERC-20 token")] = False,
+    erc721: Annotated[bool, typer.Option("--erc721", help="Decode as an ERC-721 token")] = False,
+    erc1155: Annotated[bool, typer.Option("--erc1155", help="Decode as an ERC-1155 token")] = False,
+    event: Annotated[list[str] | None, typer.Option(help="Only this event (repeatable)")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """Stream a contract's decoded events to the terminal (no config, no database).
+
+    Without --abi or a token flag, the events of all three token standards are decoded.
+    """
+    from chainwatch.watchcmd import WatchOptions, run_watch
+
+    if sum((abi is not None, erc20, erc721, erc1155)) > 1:
+        fail("give one of --abi, --erc20, --erc721, --erc1155", 2)
+    standards = [s for s, on in (("erc20", erc20), ("erc721", erc721), ("erc1155", erc1155)) if on]
+    options = WatchOptions(address, provider, abi, standards, event or [], json_output)
+    try:
+        asyncio.run(run_watch(options))
+    except ChainwatchError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
+# --- dev ---------------------------------------------------------------------------------------
+
+
+@app.command()
+def dev(
+    interval: Annotated[float, typer.Option(help="Seconds between demo transactions")] = 0.5,
+    port: Annotated[int, typer.Option(help="Port of the demo's WebSocket server")] = 8546,
+) -> None:
+    """The offline demo: a local anvil, sample contracts, a trickle of transfers, the daemon."""
+    from chainwatch.devdemo import run_demo
+
+    _logging("warning")
+    try:
+        run_demo(interval=interval, port=port)
+    except ChainwatchError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
+def main() -> None:
+    app(prog_name="chainwatch")
+
+
+if __name__ == "__main__":
+    main()
