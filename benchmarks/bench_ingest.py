@@ -1,0 +1,130 @@
+"""Ingest throughput, end to end: logs per second from the provider to a downstream subscriber.
+
+replay provider (own process) -> pipeline under test (this process) -> database -> one
+downstream WebSocket subscriber (own process) that receives every event. The clock runs from
+the ``replay_play`` call to the subscriber's last event, so the rate covers everything: reading,
+decoding, storing, committing and fanning out. Both pipelines read the same generated stream;
+the baseline gets fewer blocks because it is slow, and the rates are compared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    Counter,
+    free_port,
+    postgres_available,
+    postgres_database,
+    quiet_logs,
+    row,
+    write_config,
+)
+from benchmarks.naive_pipeline import run_naive
+from benchmarks.replay_provider import SpawnedProvider
+
+LOGS_PER_BLOCK = 50
+CHAINWATCH_BLOCKS = 400  # 20,000 logs
+BASELINE_BLOCKS = 20  # 1,000 logs
+
+
+async def chainwatch_rate(storage_url: str | None, blocks: int = CHAINWATCH_BLOCKS) -> float:
+    """Logs per second through the chainwatch daemon into ``storage_url`` (None: a SQLite file)."""
+    from chainwatch.config import load_settings
+    from chainwatch.daemon import Daemon
+
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        SpawnedProvider(blocks, LOGS_PER_BLOCK) as provider,
+    ):
+        port = free_port()
+        url = storage_url or f"sqlite:///{Path(folder) / 'chainwatch.db'}"
+        settings = load_settings(
+            write_config(Path(folder), provider_url=provider.url, storage_url=url, server_port=port)
+        )
+        daemon = Daemon(settings)
+        task = asyncio.create_task(daemon.run())
+        counter = None
+        try:
+            await _until_started(daemon, task)
+            counter = Counter(f"ws://127.0.0.1:{port}", blocks * LOGS_PER_BLOCK)
+            await counter.ready()
+            return await _measure(provider, counter, blocks * LOGS_PER_BLOCK)
+        finally:
+            if counter is not None:
+                counter.close()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def baseline_rate(storage_url: str | None, blocks: int = BASELINE_BLOCKS) -> float:
+    """Logs per second through the naive web3.py pipeline into ``storage_url`` (None: SQLite)."""
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        SpawnedProvider(blocks, LOGS_PER_BLOCK) as provider,
+    ):
+        port = free_port()
+        ready = asyncio.Event()
+        url = storage_url or f"sqlite:///{Path(folder) / 'naive.db'}"
+        task = asyncio.create_task(run_naive(provider.url, url, port, ready=ready))
+        counter = None
+        try:
+            waiter = asyncio.create_task(ready.wait())
+            await asyncio.wait([waiter, task], timeout=60, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                task.result()
+            counter = Counter(f"ws://127.0.0.1:{port}", blocks * LOGS_PER_BLOCK, method=None)
+            await counter.ready()
+            return await _measure(provider, counter, blocks * LOGS_PER_BLOCK)
+        finally:
+            if counter is not None:
+                counter.close()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def _until_started(daemon: Any, task: asyncio.Task[None]) -> None:
+    waiter = asyncio.create_task(daemon.started.wait())
+    await asyncio.wait([waiter, task], timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()  # a start-up error: raise it here
+    if not waiter.done():
+        waiter.cancel()
+        raise RuntimeError("chainwatch did not catch up within 60 s")
+
+
+async def _measure(provider: SpawnedProvider, counter: Counter, expected: int) -> float:
+    started = time.time()
+    play = asyncio.create_task(provider.play())
+    received, last = await counter.result()
+    await asyncio.wait_for(play, 60)
+    if received < expected:
+        raise RuntimeError(f"the subscriber received {received} of {expected} events")
+    return received / (last - started)
+
+
+async def _run() -> list[dict[str, Any]]:
+    rows = [row("ingest, SQLite", await chainwatch_rate(None), await baseline_rate(None), "logs/s")]
+    if postgres_available():
+        with postgres_database() as ours, postgres_database() as theirs:
+            rows.append(
+                row(
+                    "ingest, PostgreSQL",
+                    await chainwatch_rate(ours),
+                    await baseline_rate(theirs),
+                    "logs/s",
+                )
+            )
+    return rows
+
+
+def run() -> list[dict[str, Any]]:
+    quiet_logs()
+    return asyncio.run(_run())
