@@ -60,13 +60,16 @@ def _logging(level: str) -> None:
 def run(
     config: ConfigOption = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve subscribers, or only ingest")
+    ] = True,
 ) -> None:
     """Run the daemon: ingest every configured chain, store, and serve subscribers."""
     settings = _settings(config)
     _logging(log_level)
     from chainwatch.daemon import Daemon, run_until_signal
 
-    daemon = Daemon(settings)
+    daemon = Daemon(settings, serve=serve)
     try:
         asyncio.run(run_until_signal(daemon.run))
     except ChainwatchError as exc:

@@ -8,7 +8,6 @@ into ``.devnet/``, printing each event as it is stored, until Ctrl-C.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import threading
 from collections.abc import Sequence
@@ -43,11 +42,8 @@ def run_demo(*, interval: float = 0.5, port: int = 8546, workdir: Path = Path(".
         print(f"anvil running at {anvil.ws_url}; deploying the sample contracts…", flush=True)
         sample = deploy_sample(anvil.w3)
         config = workdir / "devnet.toml"
-        write_devnet_config(config, anvil, sample, "sqlite:///chainwatch.db")
+        write_devnet_config(config, anvil, sample, "sqlite:///chainwatch.db", server_port=port)
         settings = load_settings(config)
-        settings = dataclasses.replace(
-            settings, server=dataclasses.replace(settings.server, port=port)
-        )
         print(
             f"config: {config}\n"
             f"subscribers: ws://127.0.0.1:{port} (try `chainwatch tail ws://127.0.0.1:{port}`)\n"

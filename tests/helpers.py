@@ -1,0 +1,98 @@
+"""Helpers shared by the end-to-end tests: the real CLI in a subprocess, waits with timeouts,
+throw-away PostgreSQL databases, and an independent view of what the store must hold."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+CHAINWATCH = str(Path(sys.executable).with_name("chainwatch"))
+PG_URL = os.environ.get("CHAINWATCH_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05
+) -> Any:
+    """Poll ``predicate`` until it returns a truthy value; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def cli(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``chainwatch`` command."""
+    return subprocess.run(
+        [CHAINWATCH, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        input=input,
+    )
+
+
+@contextlib.contextmanager
+def daemon(config: Path, log_path: Path, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``chainwatch run`` in a subprocess; SIGTERM on exit, which must end it with code 0."""
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            [CHAINWATCH, "run", "--config", str(config), *extra],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                    raise AssertionError("daemon did not exit within 30 s of SIGTERM") from None
+
+
+def stop(proc: subprocess.Popen[bytes], log_path: Path) -> int:
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=30)
+    assert code == 0, f"daemon exited {code}:\n{log_path.read_text()[-3000:]}"
+    return code
+
+
+@contextlib.contextmanager
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database of its own for one test, dropped afterwards."""
+    import psycopg
+
+    base = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    name = f"cw_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def events_json(config: Path, *args: str) -> list[dict[str, Any]]:
+    result = cli("events", "--config", str(config), "--format", "json", *args)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
