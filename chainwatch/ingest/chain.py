@@ -54,6 +54,11 @@ log = logging.getLogger("chainwatch.ingest")
 
 # Recent canonical block hashes kept (in the store's blocks table) beyond the confirmation depth.
 REORG_WINDOW = 64
+# The stale-connection watchdog: before a block time is observed, and its floor.
+DEFAULT_STALE_AFTER = 120.0
+MIN_STALE_AFTER = 10.0
+# A provider that sends more malformed messages than this in one session is recycled.
+MAX_MALFORMED = 100
 # Held logs of blocks whose head has not come are dropped this many blocks behind the tip.
 PENDING_HORIZON = 128
 
@@ -92,6 +97,7 @@ class ChainIngest:
         self.known_tokens: set[str] = set()
         self.conn: ProviderConnection | None = None  # the provider of the running session
         self.caught_up = asyncio.Event()
+        self.block_time: float | None = None  # seconds, observed from head timestamps
         self.stats = {"heads": 0, "logs": 0, "events": 0, "reorgs": 0, "malformed": 0, "gaps": 0}
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -159,7 +165,17 @@ class ChainIngest:
         await self._catch_up(conn, historical=historical)
         self.caught_up.set()
         while True:
-            note = await conn.notification()
+            try:
+                async with asyncio.timeout(self._stale_after()):
+                    note = await conn.notification()
+            except TimeoutError:
+                raise ProviderUnreachable(
+                    f"{conn.shown}: no new head for {self._stale_after():.0f} s; reconnecting"
+                ) from None
+            if conn.malformed > MAX_MALFORMED:
+                raise ProviderUnreachable(
+                    f"{conn.shown}: {conn.malformed} malformed messages; reconnecting"
+                )
             if note.subscription == heads_sub:
                 try:
                     head = parse_head(note.result)
@@ -178,6 +194,25 @@ class ChainIngest:
                 self._malformed(
                     conn, "notification", f"unknown subscription {note.subscription!r:.40}"
                 )
+
+    def _stale_after(self) -> float:
+        """Seconds without a new head after which the connection is recycled: the configured
+        ``stale_after``, else 3 x the observed block time (at least MIN_STALE_AFTER)."""
+        if self.chain.stale_after is not None:
+            return self.chain.stale_after
+        if self.block_time is None:
+            return DEFAULT_STALE_AFTER
+        return max(MIN_STALE_AFTER, 3 * self.block_time)
+
+    def _observe_block_time(self, head: Head) -> None:
+        tip = self.tip
+        if tip is None or head.number != tip.number + 1 or head.timestamp <= tip.timestamp:
+            return
+        interval = float(head.timestamp - tip.timestamp)
+        # A slow moving average: one odd block does not move the watchdog much.
+        self.block_time = (
+            interval if self.block_time is None else 0.9 * self.block_time + 0.1 * interval
+        )
 
     def _malformed(self, conn: ProviderConnection, what: str, exc: object) -> None:
         self.stats["malformed"] += 1
@@ -297,6 +332,7 @@ class ChainIngest:
 
     async def _on_head(self, conn: ProviderConnection, head: Head) -> None:
         self.stats["heads"] += 1
+        self._observe_block_time(head)
         self.status.head = head
         self.status.last_head_at = time.monotonic()
         tip = self.tip
