@@ -29,6 +29,18 @@ _LIMIT_MARKERS = (
     "query timeout",
     "max results",
 )
+# Messages that look like the above but are not about the range: rate limits (Infura sends them
+# with -32005 too, EIP-1474's "limit exceeded") and a malformed range. Shrinking the range would
+# not help; the caller raises them instead.
+_NOT_RANGE_MARKERS = (
+    "rate limit",
+    "rate exceeded",
+    "request rate",
+    "request count",
+    "too many requests",
+    "per second",
+    "invalid block range params",
+)
 _SUGGESTED = re.compile(r"\[\s*(0x[0-9a-f]+)\s*,\s*(0x[0-9a-f]+)\s*\]", re.IGNORECASE)
 _BLOCK_LIMIT = re.compile(
     r"(?:up to|limited to|maximum(?: block range)?(?: of|:)?|max(?:imum)? range(?: of|:)?|"
@@ -40,6 +52,8 @@ _BLOCK_LIMIT = re.compile(
 def is_range_error(code: int | None, message: str) -> bool:
     """Does this JSON-RPC error mean the range (or its result) is too large?"""
     text = message.lower()
+    if any(marker in text for marker in _NOT_RANGE_MARKERS):
+        return False
     if code == -32005:
         return True
     return any(marker in text for marker in _LIMIT_MARKERS)

@@ -59,6 +59,11 @@ def dumps(obj: JSON) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
+def _reject_constant(name: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (RFC 8259 section 6)."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
 # --- client side -----------------------------------------------------------------------------
 
 
@@ -73,8 +78,9 @@ def parse_incoming(text: str | bytes) -> Response | Notification:
     notification of another method, a response without ``result`` or ``error``).
     """
     try:
-        msg = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+        msg = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: nesting deeper than the parser recurses is the peer's fault too.
         raise RemoteProtocolError(f"invalid JSON from peer: {exc}") from None
     if not isinstance(msg, dict):
         raise RemoteProtocolError(f"expected a JSON object, got {type(msg).__name__}")
@@ -143,9 +149,10 @@ def parse_request(obj: JSON) -> Request:
     if not isinstance(obj, dict):
         raise InvalidRequest(None, "request must be a JSON object")
     request_id = obj.get("id")
-    if not isinstance(request_id, (int, str)) or isinstance(request_id, bool):
-        if request_id is not None:
-            raise InvalidRequest(None, "id must be a string, a number or null")
+    if request_id is not None and (
+        not isinstance(request_id, (int, str)) or isinstance(request_id, bool)
+    ):
+        raise InvalidRequest(None, "id must be a string, a number or null")
     if obj.get("jsonrpc") != "2.0":
         raise InvalidRequest(request_id, 'jsonrpc must be "2.0"')
     method = obj.get("method")
