@@ -1,0 +1,494 @@
+"""Chaos scenarios against the real daemon: "never lose an event, never invent one".
+
+``chainwatch run`` runs as a subprocess and reaches anvil only through fault proxies. After each
+scenario the promise is checked against anvil itself: the store's events that are not
+``removed`` are exactly the logs anvil's ``eth_getLogs`` returns for what the config watches
+(worked out here, independently of chainwatch), no event is stored twice, and every stored
+event of a block that is no longer canonical is ``removed``.
+
+A short version of each scenario runs by default; ``CHAINWATCH_CHAOS=long`` runs more
+iterations, and the ``chaos_long`` ones only then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import re
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from web3 import Web3
+
+from chainwatch.core.standards import TRANSFER_BATCH_TOPIC0, TRANSFER_SINGLE_TOPIC0, TRANSFER_TOPIC0
+from chainwatch.devnet import Anvil, SampleContracts, Traffic, deploy_sample, write_devnet_config
+from chainwatch.store import Store
+from tests.chaos.conftest import LONG
+from tests.chaos.faultproxy import FaultProxy
+from tests.helpers import CHAINWATCH, wait_until
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600 if LONG else 150)]
+
+CATCH_UP = 90 if LONG else 45  # seconds for the daemon to reach anvil's head after a fault
+
+
+def iterations(short: int, long: int) -> int:
+    return long if LONG else short
+
+
+# --- what the store must hold, from anvil alone -------------------------------------------------
+
+
+def _topic_of(address: str) -> str:
+    return "0x" + "0" * 24 + address.lower()[2:]
+
+
+def expected_keys(w3: Web3, watched: set[str], wallet: str) -> set[tuple[str, int]]:
+    """(block_hash, log_index) of every canonical log the config watches."""
+    wallet_topic = _topic_of(wallet)
+    keys = set()
+    for entry in w3.eth.get_logs({"fromBlock": 0, "toBlock": "latest"}):
+        topics = ["0x" + bytes(t).hex() for t in entry["topics"]]
+        first = topics[0] if topics else None
+        wallet_transfer = (
+            first == TRANSFER_TOPIC0 and len(topics) in (3, 4) and wallet_topic in topics[1:3]
+        ) or (
+            first in (TRANSFER_SINGLE_TOPIC0, TRANSFER_BATCH_TOPIC0)
+            and len(topics) == 4
+            and wallet_topic in topics[2:4]
+        )
+        if entry["address"].lower() in watched or wallet_transfer:
+            keys.add(("0x" + bytes(entry["blockHash"]).hex(), int(entry["logIndex"])))
+    return keys
+
+
+@dataclass
+class Figures:
+    """What one scenario did and what the check found."""
+
+    name: str
+    faults: dict[str, int] = field(default_factory=dict)
+    checked: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    phantom: int = 0
+    not_removed: int = 0
+
+    def add_faults(self, counts: dict[str, int]) -> None:
+        for fault, n in counts.items():
+            if fault != "connections":
+                self.faults[fault] = self.faults.get(fault, 0) + n
+
+    def show(self) -> str:
+        injected = ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())) or "none"
+        return (
+            f"[chaos] {self.name}: faults injected: {injected}; events checked {self.checked}, "
+            f"lost {self.lost}, duplicated {self.duplicated}, phantom {self.phantom}, "
+            f"stale not removed {self.not_removed}"
+        )
+
+
+# --- the harness --------------------------------------------------------------------------------
+
+
+class Harness:
+    """anvil with the sample contracts, fault proxies in front of it, and the daemon."""
+
+    def __init__(self, tmp_path: Path, anvil: Anvil, proxies: int = 1, max_range: int = 5):
+        self.tmp_path = tmp_path
+        self.anvil = anvil
+        self.w3 = anvil.w3
+        self.sample: SampleContracts = deploy_sample(self.w3)
+        self.wallet = anvil.accounts[1]
+        self.seed = 0
+        self.traffic = self.new_traffic()
+        self.proxies = [FaultProxy(anvil.port).start() for _ in range(proxies)]
+        self.config = tmp_path / "chainwatch.toml"
+        self.log_path = tmp_path / "daemon.log"
+        storage_url = f"sqlite:///{tmp_path / 'chainwatch.db'}"
+        write_devnet_config(self.config, anvil, self.sample, storage_url, server_port=0)
+        text = self.config.read_text()
+        urls = ", ".join(json.dumps(p.url) for p in self.proxies)
+        # The provider list goes through the proxies; short pings so that a stall is noticed.
+        text, n = re.subn(
+            r"(?m)^providers = .*$",
+            f"providers = [{urls}]\ngetlogs_max_range = {max_range}\n"
+            "ping_interval = 1.0\nping_timeout = 2.0",
+            text,
+        )
+        assert n == 1, text
+        self.config.write_text(text)
+        self.store = Store.open(storage_url)
+        self.watched = {d.address.lower() for _, d, _ in self.sample.watched()}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.figures = Figures("")
+
+    def new_traffic(self) -> Traffic:
+        """A fresh sender of transactions: after a reorg, what an old one minted may be gone."""
+        self.seed += 1
+        return Traffic(self.w3, self.sample, wallets=[self.wallet], seed=self.seed)
+
+    def close(self) -> None:
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                self.stop()
+        finally:
+            for proxy in self.proxies:
+                proxy.close()
+            self.store.close()
+
+    # -- the daemon
+
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None
+        with open(self.log_path, "ab") as log_file:
+            self.proc = subprocess.Popen(
+                [CHAINWATCH, "run", "--config", str(self.config)],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> None:
+        """SIGTERM, which must end the daemon with code 0."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("daemon did not exit within 30 s of SIGTERM") from None
+        assert code == 0, f"daemon exited {code}:\n{self.log_tail()}"
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def alive(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.log_tail()}")
+
+    def checkpoint_number(self) -> int:
+        checkpoint = self.store.checkpoint(self.anvil.chain_id)
+        return -1 if checkpoint is None else checkpoint.block_number
+
+    def caught_up(self) -> bool:
+        """The checkpoint is anvil's head: same number and, after a reorg, same hash."""
+        self.alive()
+        checkpoint = self.store.checkpoint(self.anvil.chain_id)
+        if checkpoint is None:
+            return False
+        head = self.w3.eth.get_block("latest")
+        return checkpoint.block_number >= head["number"] and (
+            checkpoint.block_number > head["number"]
+            or checkpoint.block_hash.lower() == "0x" + bytes(head["hash"]).hex()
+        )
+
+    def wait_caught_up(self, what: str, timeout: float = CATCH_UP) -> None:
+        try:
+            wait_until(self.caught_up, timeout, what, interval=0.1)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- daemon log ---\n{self.log_tail()}") from None
+
+    # -- transactions
+
+    def traffic_steps(self, n: int) -> None:
+        self.traffic.run(n)
+
+    def mint_tx(self, amount: int) -> dict[str, Any]:
+        """A transaction that logs a watched Transfer (a TST mint to the wallet)."""
+        token = self.sample.token.contract
+        return {
+            "from": self.anvil.accounts[0],
+            "to": token.address,
+            "data": token.encode_abi("mint", [self.wallet, amount]),
+            "gas": 120_000,
+        }
+
+    # -- the promise
+
+    def check_promise(self) -> Figures:
+        figures = self.figures
+        expected = expected_keys(self.w3, self.watched, self.wallet)
+        rows = self.store.query(chain_id=self.anvil.chain_id)
+        keys = [(e.log.block_hash.lower(), e.log.log_index) for e in rows]
+        canonical: dict[int, str] = {}
+
+        def is_canonical(number: int, block_hash: str) -> bool:
+            if number not in canonical:
+                block = self.w3.eth.get_block(number)
+                canonical[number] = "0x" + bytes(block["hash"]).hex()
+            return canonical[number] == block_hash
+
+        live = {key for key, e in zip(keys, rows, strict=True) if e.status != "removed"}
+        stale = [
+            e.to_json()
+            for key, e in zip(keys, rows, strict=True)
+            if e.status != "removed" and not is_canonical(e.log.block_number, key[0])
+        ]
+        figures.checked = len(expected)
+        figures.duplicated = len(keys) - len(set(keys))
+        figures.lost = len(expected - live)
+        figures.phantom = len(live - expected)
+        figures.not_removed = len(stale)
+        print(figures.show())
+        assert len(expected) > 0
+        assert figures.duplicated == 0, "an event was stored twice"
+        assert figures.lost == 0, f"lost: {sorted(expected - live)[:5]}\n{self.log_tail()}"
+        assert figures.phantom == 0, f"phantom: {sorted(live - expected)[:5]}\n{self.log_tail()}"
+        assert figures.not_removed == 0, f"not removed: {stale[:3]}"
+        return figures
+
+
+@pytest.fixture
+def anvil() -> Iterator[Anvil]:
+    with Anvil() as node:
+        yield node
+
+
+@contextlib.contextmanager
+def harness(tmp_path: Path, anvil: Anvil, name: str, **kwargs: Any) -> Iterator[Harness]:
+    h = Harness(tmp_path, anvil, **kwargs)
+    h.figures.name = name
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+# --- the scenarios ------------------------------------------------------------------------------
+
+
+def test_random_disconnects_and_stalls_with_transfers_flowing(tmp_path: Path, anvil: Anvil) -> None:
+    with harness(tmp_path, anvil, "random disconnects and stalls") as h:
+        h.traffic_steps(10)
+        h.start()
+        h.wait_caught_up("the history load")
+        proxy = h.proxies[0]
+        wanted = iterations(8, 60)
+        proxy.chaos(seed=11, rate=iterations(3, 2))
+        steps = 0
+        # Transfers flow until enough faults have hit the daemon's connection.
+        while sum(v for k, v in proxy.faults().items() if k != "connections") < wanted:
+            h.traffic_steps(1)
+            h.alive()
+            steps += 1
+            assert steps < 5000, "the proxy injected no faults"
+        proxy.calm()
+        h.traffic_steps(2)
+        h.wait_caught_up("the catch-up after the faults")
+        h.stop()
+        h.figures.add_faults(proxy.faults())
+        assert proxy.faults()["connections"] > 1, "the daemon never reconnected"
+        h.check_promise()
+
+
+def test_provider_gone_for_many_blocks_then_back(tmp_path: Path, anvil: Anvil) -> None:
+    with harness(tmp_path, anvil, "provider gone, gap over getLogs limit") as h:
+        proxy = h.proxies[0]
+        h.start()
+        h.wait_caught_up("the history load")
+        for _ in range(iterations(1, 4)):
+            proxy.refuse(True)
+            proxy.drop_all()
+            # Many blocks while it is gone: far more than one getLogs chunk.
+            h.traffic_steps(iterations(30, 120))
+            proxy.getlogs_limit(3)
+            proxy.refuse(False)
+            h.wait_caught_up("the gap fill")
+        h.stop()
+        h.figures.add_faults(proxy.faults())
+        assert proxy.faults().get("refused", 0) > 0, "the daemon never tried while refused"
+        assert proxy.faults().get("getlogs_refused", 0) > 0, "no getLogs went over the limit"
+        h.check_promise()
+
+
+REORG_DEPTHS_SHORT = (1, 2, 4, 7, 10)
+
+
+@pytest.mark.parametrize("replace", [False, True], ids=["empty", "with-replacements"])
+def test_reorgs(tmp_path: Path, anvil: Anvil, replace: bool) -> None:
+    with harness(tmp_path, anvil, f"reorgs depth 1-10 ({'with' if replace else 'no'} txs)") as h:
+        h.traffic_steps(12)
+        h.start()
+        h.wait_caught_up("the history load")
+        depths = list(range(1, 11)) * 2 if LONG else list(REORG_DEPTHS_SHORT)
+        rng = random.Random(5)
+        reorgs = 0
+        for depth in depths:
+            h.traffic_steps(depth + 2)
+            h.wait_caught_up("the blocks before the reorg")
+            replacements = (
+                [(h.mint_tx(rng.randrange(1, 10**6)), rng.randrange(depth)) for _ in range(3)]
+                if replace
+                else []
+            )
+            h.anvil.reorg(depth, replacements)
+            reorgs += 1
+            h.traffic = h.new_traffic()
+            h.traffic_steps(1)
+            h.wait_caught_up(f"the reorg of depth {depth}")
+        h.stop()
+        h.figures.faults["reorg"] = reorgs
+        h.check_promise()
+
+
+def test_snapshot_revert_then_new_blocks(tmp_path: Path, anvil: Anvil) -> None:
+    with harness(tmp_path, anvil, "evm_snapshot/evm_revert") as h:
+        h.start()
+        h.traffic_steps(5)
+        h.wait_caught_up("the first blocks")
+        reverts = 0
+        for i in range(iterations(2, 8)):
+            snapshot = h.anvil.rpc("evm_snapshot")
+            h.traffic_steps(3 + i)
+            h.wait_caught_up("the blocks to be reverted")
+            assert h.anvil.rpc("evm_revert", [snapshot]) is True
+            reverts += 1
+            # The chain went back without a head: the next blocks are the reorg the daemon sees.
+            h.traffic = h.new_traffic()
+            h.traffic_steps(5 + i)
+            h.wait_caught_up("the blocks after the revert")
+        h.stop()
+        h.figures.faults["revert"] = reverts
+        h.check_promise()
+
+
+def test_two_providers_one_killed_then_the_other(tmp_path: Path, anvil: Anvil) -> None:
+    with harness(tmp_path, anvil, "two providers", proxies=2) as h:
+        first, second = h.proxies
+        h.start()
+        h.traffic_steps(5)
+        h.wait_caught_up("the start")
+        for _ in range(iterations(1, 4)):
+            for down, up in ((first, second), (second, first)):
+                down.refuse(True)
+                down.drop_all()
+                h.traffic_steps(8)
+                h.wait_caught_up("the surviving provider")
+                down.refuse(False)
+                up.cut_mid_frame()
+                h.traffic_steps(4)
+                h.wait_caught_up("both providers again")
+            # Both gone, then both back.
+            for proxy in h.proxies:
+                proxy.refuse(True)
+                proxy.drop_all()
+            h.traffic_steps(12)
+            for proxy in h.proxies:
+                proxy.refuse(False)
+            h.wait_caught_up("the providers coming back")
+        h.stop()
+        for proxy in h.proxies:
+            h.figures.add_faults(proxy.faults())
+        h.check_promise()
+
+
+def test_daemon_sigkilled_at_random_moments(tmp_path: Path, anvil: Anvil) -> None:
+    with harness(tmp_path, anvil, "SIGKILL at random moments") as h:
+        rng = random.Random(23)
+        proxy = h.proxies[0]
+        kills = 0
+        during_load = 0
+        for _ in range(iterations(3, 15)):
+            # Blocks while it is down: the next start begins with a history load in chunks.
+            h.traffic_steps(rng.randrange(10, 30))
+            before = h.checkpoint_number()
+            h.start()
+            if rng.random() < 0.5:
+                # Kill it inside the history load: once it stored a chunk, before the head.
+                proxy.getlogs_limit(2)
+
+                def stored_a_chunk(before: int = before) -> bool:
+                    h.alive()
+                    return h.checkpoint_number() > before
+
+                wait_until(
+                    stored_a_chunk,
+                    CATCH_UP,
+                    "a chunk of the history load",
+                    interval=0.01,
+                )
+                during_load += h.checkpoint_number() < h.w3.eth.block_number
+                proxy.getlogs_limit(None)
+            else:
+                h.wait_caught_up("the start")
+                h.traffic_steps(rng.randrange(1, 6))
+            h.kill()
+            kills += 1
+        h.start()
+        h.wait_caught_up("the last start")
+        h.traffic_steps(3)
+        h.wait_caught_up("live blocks after the kills")
+        h.stop()
+        h.figures.faults["sigkill"] = kills
+        h.figures.faults["sigkill during history load"] = during_load
+        h.figures.add_faults(proxy.faults())
+        h.check_promise()
+
+
+def test_reorg_while_the_daemon_is_down(tmp_path: Path, anvil: Anvil) -> None:
+    with harness(tmp_path, anvil, "reorg while down") as h:
+        h.traffic_steps(10)
+        h.start()
+        h.wait_caught_up("the history load")
+        reorgs = 0
+        for depth in (3, 7) if not LONG else (1, 3, 5, 7, 10):
+            h.traffic_steps(depth + 3)
+            h.wait_caught_up("the blocks before the stop")
+            h.stop()
+            h.anvil.reorg(depth, [(h.mint_tx(depth), 0)])
+            reorgs += 1
+            h.traffic = h.new_traffic()
+            h.traffic_steps(2)
+            h.start()
+            h.wait_caught_up(f"the restart after a reorg of depth {depth}")
+        h.stop()
+        h.figures.faults["reorg while down"] = reorgs
+        h.check_promise()
+
+
+@pytest.mark.chaos_long
+def test_random_faults_during_reorgs_and_kills(tmp_path: Path, anvil: Anvil) -> None:
+    """Everything at once, for a while: random proxy faults, reorgs and SIGKILLs."""
+    with harness(tmp_path, anvil, "soak: faults, reorgs and kills together", proxies=2) as h:
+        rng = random.Random(99)
+        h.traffic_steps(20)
+        h.start()
+        h.wait_caught_up("the history load")
+        for i, proxy in enumerate(h.proxies):
+            proxy.chaos(seed=100 + i, rate=1.5)
+        reorgs = kills = 0
+        for _ in range(40):
+            h.traffic_steps(rng.randrange(1, 8))
+            roll = rng.random()
+            if roll < 0.3:
+                depth = rng.randrange(1, 11)
+                h.anvil.reorg(depth, [(h.mint_tx(rng.randrange(1, 10**6)), rng.randrange(depth))])
+                h.traffic = h.new_traffic()
+                reorgs += 1
+            elif roll < 0.4:
+                h.kill()
+                kills += 1
+                h.traffic_steps(rng.randrange(1, 20))
+                h.start()
+        for proxy in h.proxies:
+            proxy.calm()
+        h.traffic_steps(2)
+        h.wait_caught_up("the end of the soak")
+        h.stop()
+        h.figures.faults.update({"reorg": reorgs, "sigkill": kills})
+        for proxy in h.proxies:
+            h.figures.add_faults(proxy.faults())
+        h.check_promise()
