@@ -23,6 +23,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from chainwatch.config import ChainSettings, redact_url
@@ -59,6 +60,9 @@ DEFAULT_STALE_AFTER = 120.0
 MIN_STALE_AFTER = 10.0
 # A provider that sends more malformed messages than this in one session is recycled.
 MAX_MALFORMED = 100
+# Heads and logs of every session waiting for the pipeline. When full, sessions stop reading
+# (their sockets apply backpressure to the provider) until the pipeline catches up.
+INBOX_SIZE = 10_000
 # Held logs of blocks whose head has not come are dropped this many blocks behind the tip.
 PENDING_HORIZON = 128
 
@@ -69,6 +73,16 @@ def backoff(initial: float = 0.5, maximum: float = 30.0) -> Any:
     while True:
         yield random.uniform(delay / 2, delay)
         delay = min(maximum, delay * 2)
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """What a session hands to the pipeline: a (re)connection, a head or a log."""
+
+    kind: str  # "connected" | "head" | "log"
+    conn: ProviderConnection
+    source: int  # index of the provider
+    value: Head | Log | None
 
 
 class ChainIngest:
@@ -93,9 +107,12 @@ class ChainIngest:
             self.status.providers = [ProviderStatus(redact_url(u)) for u in chain.providers]
         self.exit_on_fatal = exit_on_fatal
         self.tip: Head | None = None  # newest block whose events are all stored
-        self.pending: dict[str, list[Log]] = {}
+        self.pending: dict[str, dict[int, Log]] = {}  # block hash -> log index -> held log
         self.known_tokens: set[str] = set()
-        self.conn: ProviderConnection | None = None  # the provider of the running session
+        self.conn: ProviderConnection | None = None  # the provider of the item in process
+        self.tip_source: int | None = None  # the provider whose head is our tip
+        self.failed_at_start: set[int] = set()
+        self.inbox: asyncio.Queue[_Item] = asyncio.Queue(INBOX_SIZE)
         self.caught_up = asyncio.Event()
         self.block_time: float | None = None  # seconds, observed from head timestamps
         self.stats = {"heads": 0, "logs": 0, "events": 0, "reorgs": 0, "malformed": 0, "gaps": 0}
@@ -103,97 +120,130 @@ class ChainIngest:
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect to the providers in turn, forever; reconnect with backoff after failures.
+        """Hold the provider connections and process what they send, forever.
 
-        With ``exit_on_fatal``, a first round in which no provider could be used raises its last
-        error (the daemon exits with it), and so does a provider on the wrong chain.
+        ``mode = "race"``: every provider connected at once, each in its own session; the first
+        to deliver a head or a log wins and the others' copies are dropped as duplicates.
+        ``"failover"``: one provider at a time, the next on failure. Either way one pipeline task
+        processes every session's notifications in arrival order. Sessions reconnect with
+        backoff. With ``exit_on_fatal``, a provider on the wrong chain, or every provider
+        failing before the first catch-up, raises (the daemon exits with the error).
         """
+        providers = list(range(len(self.chain.providers)))
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._pipeline(), name=f"pipeline {self.chain.name}")
+            if self.chain.mode == "race":
+                for index in providers:
+                    tasks.create_task(self._provider_loop([index]), name=f"provider {index}")
+            else:
+                tasks.create_task(self._provider_loop(providers), name="providers")
+
+    async def _provider_loop(self, indexes: list[int]) -> None:
         delays = backoff()
         while True:
-            error: ChainwatchError | None = None
-            for index, url in enumerate(self.chain.providers):
+            for index in indexes:
                 pstatus = self.status.providers[index]
                 started = time.monotonic()
                 try:
-                    await self._session(url, pstatus, historical=not self.caught_up.is_set())
+                    await self._session(index)
                 except WrongChain as exc:
-                    pstatus.last_error = error_text = str(exc)
-                    log.error("%s", error_text)
+                    pstatus.last_error = str(exc)
+                    log.error("%s", exc)
                     if self.exit_on_fatal:
                         raise
-                    error = exc
                 except (ProviderError, RemoteProtocolError, RpcErrorResponse) as exc:
                     pstatus.last_error = str(exc)
                     log.warning("%s: %s", self.chain.name, exc)
-                    error = exc
+                    if not self.caught_up.is_set():
+                        self.failed_at_start.add(index)
+                        if self.exit_on_fatal and len(self.failed_at_start) == len(
+                            self.chain.providers
+                        ):
+                            raise
                 finally:
                     pstatus.connected = False
+                    if not any(p.connected for p in self.status.providers):
+                        log.warning("%s: no provider connected", self.chain.name)
                 if time.monotonic() - started > 30:
                     delays = backoff()  # the connection held: start again from a short delay
-            if error is not None and self.exit_on_fatal and not self.caught_up.is_set():
-                raise error
             await asyncio.sleep(next(delays))
 
-    async def _session(self, url: str, pstatus: ProviderStatus, *, historical: bool) -> None:
+    async def _session(self, index: int) -> None:
+        """One connection: check the chain, subscribe, then queue what the provider sends."""
         chain = self.chain
+        pstatus = self.status.providers[index]
         async with ProviderConnection(
-            url, ping_interval=chain.ping_interval, ping_timeout=chain.ping_timeout
+            chain.providers[index],
+            ping_interval=chain.ping_interval,
+            ping_timeout=chain.ping_timeout,
         ) as conn:
-            self.conn = conn
+            reported = _quantity(await conn.request("eth_chainId", []), "eth_chainId")
+            if reported != chain.chain_id:
+                raise WrongChain(
+                    f"{conn.shown}: provider is on chain {reported}, "
+                    f"but chains '{chain.name}' has chain_id = {chain.chain_id}"
+                )
+            heads_sub = await conn.subscribe(["newHeads"])
+            log_subs = set()
+            for flt in self.watch.log_filters():
+                log_subs.add(await conn.subscribe(["logs", flt]))
+            pstatus.connected = True
+            pstatus.last_error = None
+            log.info("%s: connected to %s", chain.name, conn.shown)
+            # Subscribed first, caught up second: what arrives meanwhile waits in the inbox.
+            await self.inbox.put(_Item("connected", conn, index, None))
+            while True:
+                try:
+                    async with asyncio.timeout(self._stale_after()):
+                        note = await conn.notification()
+                except TimeoutError:
+                    raise ProviderUnreachable(
+                        f"{conn.shown}: no new head for {self._stale_after():.0f} s; reconnecting"
+                    ) from None
+                if conn.malformed > MAX_MALFORMED:
+                    raise ProviderUnreachable(
+                        f"{conn.shown}: {conn.malformed} malformed messages; reconnecting"
+                    )
+                try:
+                    if note.subscription == heads_sub:
+                        await self.inbox.put(_Item("head", conn, index, parse_head(note.result)))
+                    elif note.subscription in log_subs:
+                        await self.inbox.put(_Item("log", conn, index, parse_log(note.result)))
+                    else:
+                        raise RemoteProtocolError(f"unknown subscription {note.subscription!r:.40}")
+                except RemoteProtocolError as exc:
+                    self._malformed(conn, "notification", exc)
+
+    async def _pipeline(self) -> None:
+        """Process every session's items in order; a provider failing mid-way is recycled."""
+        while True:
+            item = await self.inbox.get()
+            self.conn = item.conn
             try:
-                await self._run_session(conn, pstatus, historical=historical)
+                if item.kind == "connected":
+                    await self._on_connect(item.conn, item.source)
+                elif item.kind == "head":
+                    assert isinstance(item.value, Head)
+                    await self._on_head(item.conn, item.value, item.source)
+                else:
+                    assert isinstance(item.value, Log)
+                    await self._on_log(item.value)
+            except (ProviderError, RemoteProtocolError, RpcErrorResponse) as exc:
+                log.warning("%s: %s: %s; reconnecting", self.chain.name, item.conn.shown, exc)
+                await item.conn.close()
             finally:
                 self.conn = None
 
-    async def _run_session(
-        self, conn: ProviderConnection, pstatus: ProviderStatus, *, historical: bool
-    ) -> None:
-        chain = self.chain
-        reported = _quantity(await conn.request("eth_chainId", []), "eth_chainId")
-        if reported != chain.chain_id:
-            raise WrongChain(
-                f"{conn.shown}: provider is on chain {reported}, "
-                f"but chains '{chain.name}' has chain_id = {chain.chain_id}"
-            )
-        heads_sub = await conn.subscribe(["newHeads"])
-        log_subs = set()
-        for flt in self.watch.log_filters():
-            log_subs.add(await conn.subscribe(["logs", flt]))
-        pstatus.connected = True
-        pstatus.last_error = None
-        log.info("%s: connected to %s", chain.name, conn.shown)
-        await self._catch_up(conn, historical=historical)
-        self.caught_up.set()
-        while True:
-            try:
-                async with asyncio.timeout(self._stale_after()):
-                    note = await conn.notification()
-            except TimeoutError:
-                raise ProviderUnreachable(
-                    f"{conn.shown}: no new head for {self._stale_after():.0f} s; reconnecting"
-                ) from None
-            if conn.malformed > MAX_MALFORMED:
-                raise ProviderUnreachable(
-                    f"{conn.shown}: {conn.malformed} malformed messages; reconnecting"
-                )
-            if note.subscription == heads_sub:
-                try:
-                    head = parse_head(note.result)
-                except RemoteProtocolError as exc:
-                    self._malformed(conn, "head", exc)
-                    continue
-                await self._on_head(conn, head)
-            elif note.subscription in log_subs:
-                try:
-                    entry = parse_log(note.result)
-                except RemoteProtocolError as exc:
-                    self._malformed(conn, "log", exc)
-                    continue
-                await self._on_log(entry)
-            else:
-                self._malformed(
-                    conn, "notification", f"unknown subscription {note.subscription!r:.40}"
-                )
+    async def _on_connect(self, conn: ProviderConnection, source: int) -> None:
+        if self.tip is None:
+            await self._catch_up(conn, historical=not self.caught_up.is_set())
+            self.tip_source = source
+            self.caught_up.set()
+            return
+        # Live already (a reconnect, or another provider): fill what we missed, if anything.
+        latest = await self._block(conn, "latest")
+        if latest.number > self.tip.number:
+            await self._on_head(conn, latest, source)
 
     def _stale_after(self) -> float:
         """Seconds without a new head after which the connection is recycled: the configured
@@ -245,7 +295,12 @@ class ChainIngest:
         """The stored checkpoint's block number if still canonical, else the fork point (after
         marking the orphaned events removed)."""
         canonical = await self._block(conn, hex(checkpoint.block_number), missing_ok=True)
-        if canonical is not None and canonical.hash == checkpoint.block_hash:
+        if canonical is None:
+            raise ProviderUnreachable(
+                f"{conn.shown}: provider is behind the stored checkpoint "
+                f"(block {checkpoint.block_number}); waiting for it"
+            )
+        if canonical.hash == checkpoint.block_hash:
             self.tip = canonical
             return checkpoint.block_number
         log.warning(
@@ -328,21 +383,28 @@ class ChainIngest:
             if entry.block_hash == tip.hash:
                 await self._commit(self._route([entry], historical=False), None)
             return
-        self.pending.setdefault(entry.block_hash, []).append(entry)
+        self.pending.setdefault(entry.block_hash, {})[entry.log_index] = entry
 
-    async def _on_head(self, conn: ProviderConnection, head: Head) -> None:
+    async def _on_head(self, conn: ProviderConnection, head: Head, source: int) -> None:
         self.stats["heads"] += 1
-        self._observe_block_time(head)
-        self.status.head = head
-        self.status.last_head_at = time.monotonic()
         tip = self.tip
+        if tip is not None and head.number <= tip.number and source != self.tip_source:
+            # First arrival wins: another provider's copy, or a lagging or competing head at
+            # our height. Only a longer chain moves us to another fork: no flapping.
+            return
+        self._observe_block_time(head)
+        self.status.head = head if tip is None or head.number >= tip.number else self.status.head
+        self.status.last_head_at = time.monotonic()
+        self.tip_source = source
         if tip is None or (head.number == tip.number + 1 and head.parent_hash == tip.hash):
             await self._advance(head)
             return
         if head.hash == tip.hash:
             return  # the same head again
         current = await self._block(conn, hex(tip.number), missing_ok=True)
-        if current is not None and current.hash == tip.hash:
+        if current is None:
+            return  # this provider has not reached our tip: it lags, it does not disagree
+        if current.hash == tip.hash:
             if head.number <= tip.number:
                 return  # a head that was queued while we loaded past it
             # A gap: blocks we heard no head for (a dropped notification, a burst).
@@ -358,8 +420,8 @@ class ChainIngest:
 
     async def _advance(self, head: Head) -> None:
         """Commit the held logs of ``head`` with the checkpoint moved to it."""
-        logs = self.pending.pop(head.hash, [])
-        logs.sort(key=lambda e: e.log_index)
+        held = self.pending.pop(head.hash, {})
+        logs = [held[i] for i in sorted(held)]
         await self._commit(self._route(logs, historical=False), head)
         self.tip = head
         self._released(head)
@@ -368,7 +430,11 @@ class ChainIngest:
         """``head`` and everything below it are stored: forget held logs, tell the sink."""
         self.pending.pop(head.hash, None)
         horizon = head.number - PENDING_HORIZON
-        for block_hash in [h for h, ls in self.pending.items() if ls[0].block_number < horizon]:
+        for block_hash in [
+            h
+            for h, held in self.pending.items()
+            if next(iter(held.values())).block_number < horizon
+        ]:
             del self.pending[block_hash]
         self.sink.on_head(self.chain.chain_id, head)
 
