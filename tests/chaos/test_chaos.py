@@ -304,6 +304,12 @@ def test_provider_gone_for_many_blocks_then_back(tmp_path: Path, anvil: Anvil) -
             proxy.drop_all()
             # Many blocks while it is gone: far more than one getLogs chunk.
             h.traffic_steps(iterations(30, 120))
+            tried = proxy.faults().get("refused", 0) + 1
+            wait_until(
+                lambda tried=tried: proxy.faults().get("refused", 0) >= tried,
+                CATCH_UP,
+                "the daemon to try the refusing provider",
+            )
             proxy.getlogs_limit(3)
             proxy.refuse(False)
             h.wait_caught_up("the gap fill")
