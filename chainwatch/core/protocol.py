@@ -1,0 +1,355 @@
+"""The JSON-RPC session of one downstream connection, with no I/O.
+
+A :class:`Session` takes each message a client sends (text or bytes, exactly as received) and
+returns an :class:`Outcome`: the reply to send (one response, or one batch answered as a batch,
+JSON-RPC 2.0 section 6), the subscription changes for the server to apply *after* sending the
+reply (so that a subscription's first notification never overtakes the id it is announced by),
+and the names of the counters to bump. It never raises on client input.
+
+Methods (node-compatible first, so web3.py, ethers.js and viem work unchanged):
+
+=========================  ==============================================================
+``eth_chainId``            the chain of the connection's path, ``0x``-hex
+``net_version``            the same, decimal
+``eth_blockNumber``        the latest head the daemon has seen
+``eth_subscribe``          ``["newHeads"]`` or ``["logs", {address?, topics?}]``
+``eth_unsubscribe``        ``[id]`` -> true or false
+``chainwatch_subscribe``   ``[filter]``: decoded events, see :mod:`chainwatch.core.filters`
+``chainwatch_unsubscribe`` ``[id]`` -> true or false
+``chainwatch_contracts``   ``[]``: what is watched, per chain
+=========================  ==============================================================
+
+Any other ``eth_*`` method is answered -32601, saying that chainwatch serves subscriptions
+only. Errors: -32700 invalid JSON, -32600 not a request, -32601 unknown method, -32602 bad
+params (the message names the field), -32005 over the rate or subscription limit (EIP-1474).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chainwatch.core import rpc
+from chainwatch.core.filters import (
+    Catalog,
+    EventFilter,
+    FilterError,
+    LogFilter,
+    parse_event_filter,
+    parse_log_filter,
+)
+from chainwatch.core.model import JSON
+from chainwatch.core.ratelimit import TokenBucket
+
+__all__ = [
+    "EventsSpec",
+    "HeadsSpec",
+    "LogsSpec",
+    "Outcome",
+    "Session",
+    "SessionLimits",
+    "Spec",
+    "Subscribe",
+    "Unsubscribe",
+    "new_subscription_id",
+]
+
+CLIENT_VERSION = "chainwatch/0.1.0"
+
+# Counter names, as the server's ``stats`` shows them.
+PARSE_ERROR = "parse_error"
+INVALID_REQUEST = "invalid_request"
+METHOD_NOT_FOUND = "method_not_found"
+INVALID_PARAMS = "invalid_params"
+RATE_LIMITED = "rate_limited"
+SUBSCRIPTION_LIMIT = "subscription_limit"
+
+_SUBSCRIPTIONS_ONLY = (
+    "chainwatch serves subscriptions only (eth_subscribe, chainwatch_subscribe); "
+    "{method} is not available"
+)
+
+
+def new_subscription_id() -> str:
+    """A subscription id like a node's: 16 random bytes in 0x-hex (34 characters)."""
+    return "0x" + secrets.token_hex(16)
+
+
+@dataclass(frozen=True, slots=True)
+class HeadsSpec:
+    """``eth_subscribe("newHeads")``."""
+
+    chain_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LogsSpec:
+    """``eth_subscribe("logs", filter)``."""
+
+    chain_id: int
+    filter: LogFilter
+
+
+@dataclass(frozen=True, slots=True)
+class EventsSpec:
+    """``chainwatch_subscribe(filter)``."""
+
+    filter: EventFilter
+
+    @property
+    def chain_id(self) -> int:
+        return self.filter.chain_id
+
+
+Spec = HeadsSpec | LogsSpec | EventsSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    id: str
+    spec: Spec
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    id: str
+
+
+Effect = Subscribe | Unsubscribe
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What to do after one client message: send ``reply`` (if any), then apply ``effects``."""
+
+    reply: str | None = None
+    effects: list[Effect] = field(default_factory=list)
+    counts: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    max_subscriptions: int = 100
+    max_requests_per_second: float = 50.0
+
+
+class _Error(Exception):
+    """A request's error response, raised inside dispatch and answered by ``_one``."""
+
+    def __init__(self, code: int, message: str, count: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.count = count
+
+
+class Session:
+    """Per-connection state: the chain of the path, the client's subscriptions, its rate.
+
+    ``head_number(chain_id)`` reads the latest head seen (None before the first);
+    ``contracts`` is the (shared, precomputed) result of ``chainwatch_contracts``.
+    """
+
+    __slots__ = ("bucket", "catalogs", "chain_id", "contracts", "head_number", "limits",
+                 "new_id", "subscriptions")  # fmt: skip
+
+    def __init__(
+        self,
+        chain_id: int,
+        catalogs: Mapping[int, Catalog],
+        *,
+        head_number: Callable[[int], int | None],
+        contracts: JSON = None,
+        limits: SessionLimits | None = None,
+        now: float = 0.0,
+        new_id: Callable[[], str] = new_subscription_id,
+    ) -> None:
+        self.chain_id = chain_id
+        self.catalogs = catalogs
+        self.head_number = head_number
+        self.contracts = contracts if contracts is not None else []
+        self.limits = limits or SessionLimits()
+        rate = self.limits.max_requests_per_second
+        self.bucket = TokenBucket(rate, max(1.0, rate), now=now)
+        self.new_id = new_id
+        self.subscriptions: dict[str, Spec] = {}
+
+    # --- entry point --------------------------------------------------------------------------
+
+    def receive(self, message: str | bytes, now: float) -> Outcome:
+        """Handle one WebSocket message; never raises on what the client sent."""
+        outcome = Outcome()
+        try:
+            text = message.decode("utf-8") if isinstance(message, bytes) else message
+            obj = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            # UnicodeDecodeError is a ValueError; RecursionError: nesting too deep to parse.
+            outcome.counts.append(PARSE_ERROR)
+            reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            outcome.reply = rpc.encode_error(None, rpc.PARSE_ERROR, f"parse error: {reason}")
+            return outcome
+        if isinstance(obj, list):
+            if not obj:
+                outcome.counts.append(INVALID_REQUEST)
+                outcome.reply = rpc.encode_error(None, rpc.INVALID_REQUEST, "empty batch")
+                return outcome
+            replies = [r for r in (self._one(item, now, outcome) for item in obj) if r is not None]
+            if replies:
+                outcome.reply = "[" + ",".join(replies) + "]"
+            return outcome
+        outcome.reply = self._one(obj, now, outcome)
+        return outcome
+
+    def _one(self, obj: JSON, now: float, outcome: Outcome) -> str | None:
+        """Answer one request object (None for a notification, which gets no response)."""
+        try:
+            request = rpc.parse_request(obj)
+        except rpc.InvalidRequest as exc:
+            outcome.counts.append(INVALID_REQUEST)
+            return rpc.encode_error(_safe_id(exc.request_id), rpc.INVALID_REQUEST, str(exc))
+        try:
+            if not self.bucket.take(now):
+                raise _Error(rpc.LIMIT_EXCEEDED, "rate limited", RATE_LIMITED)
+            result = self._dispatch(request, outcome)
+        except _Error as exc:
+            outcome.counts.append(exc.count)
+            if request.is_notification:
+                return None
+            return rpc.encode_error(request.id, exc.code, exc.message)
+        if request.is_notification:
+            return None
+        return rpc.encode_result(request.id, result)
+
+    # --- methods ------------------------------------------------------------------------------
+
+    def _dispatch(self, request: rpc.Request, outcome: Outcome) -> JSON:
+        method = request.method
+        handler = _METHODS.get(method)
+        if handler is None:
+            if method.startswith(("eth_", "net_", "web3_", "debug_", "txpool_", "trace_")):
+                raise _Error(
+                    rpc.METHOD_NOT_FOUND,
+                    _SUBSCRIPTIONS_ONLY.format(method=_short(method)),
+                    METHOD_NOT_FOUND,
+                )
+            raise _Error(
+                rpc.METHOD_NOT_FOUND, f"method not found: {_short(method)}", METHOD_NOT_FOUND
+            )
+        return handler(self, request.params, outcome)
+
+    def _chain_id(self, params: JSON, outcome: Outcome) -> JSON:
+        return hex(self.chain_id)
+
+    def _net_version(self, params: JSON, outcome: Outcome) -> JSON:
+        return str(self.chain_id)
+
+    def _client_version(self, params: JSON, outcome: Outcome) -> JSON:
+        return CLIENT_VERSION
+
+    def _block_number(self, params: JSON, outcome: Outcome) -> JSON:
+        number = self.head_number(self.chain_id)
+        if number is None:
+            # EIP-1474 -32002 "resource unavailable": no head yet, better than a made-up 0x0.
+            raise _Error(-32002, "no block seen yet on this chain", "no_head")
+        return hex(number)
+
+    def _eth_subscribe(self, params: JSON, outcome: Outcome) -> JSON:
+        args = _array(params, 1, 2)
+        kind = args[0]
+        spec: Spec
+        if kind == "newHeads":
+            if len(args) > 1 and args[1] is not None:
+                raise _invalid("params[1]: newHeads takes no filter")
+            spec = HeadsSpec(self.chain_id)
+        elif kind == "logs":
+            try:
+                log_filter = parse_log_filter(args[1] if len(args) > 1 else None)
+            except FilterError as exc:
+                raise _invalid(f"logs filter: {exc}") from None
+            spec = LogsSpec(self.chain_id, log_filter)
+        else:
+            raise _invalid(
+                f"params[0]: unsupported subscription {_short(kind)} "
+                "(chainwatch serves newHeads and logs)"
+            )
+        return self._subscribe(spec, outcome)
+
+    def _chainwatch_subscribe(self, params: JSON, outcome: Outcome) -> JSON:
+        args = _array(params, 0, 1)
+        try:
+            event_filter = parse_event_filter(
+                args[0] if args else None, self.catalogs, self.chain_id
+            )
+        except FilterError as exc:
+            raise _invalid(f"filter: {exc}") from None
+        return self._subscribe(EventsSpec(event_filter), outcome)
+
+    def _subscribe(self, spec: Spec, outcome: Outcome) -> str:
+        if len(self.subscriptions) >= self.limits.max_subscriptions:
+            raise _Error(
+                rpc.LIMIT_EXCEEDED,
+                f"subscription limit reached ({self.limits.max_subscriptions} per connection)",
+                SUBSCRIPTION_LIMIT,
+            )
+        sub_id = self.new_id()
+        while sub_id in self.subscriptions:  # pragma: no cover - 128 random bits
+            sub_id = self.new_id()
+        self.subscriptions[sub_id] = spec
+        outcome.effects.append(Subscribe(sub_id, spec))
+        return sub_id
+
+    def _unsubscribe(self, params: JSON, outcome: Outcome) -> JSON:
+        args = _array(params, 1, 1)
+        sub_id = args[0]
+        if not isinstance(sub_id, str):
+            raise _invalid(f"params[0]: expected a subscription id, got {_short(sub_id)}")
+        if self.subscriptions.pop(sub_id, None) is None:
+            return False
+        outcome.effects.append(Unsubscribe(sub_id))
+        return True
+
+    def _contracts(self, params: JSON, outcome: Outcome) -> JSON:
+        _array(params, 0, 0)
+        return self.contracts
+
+
+_Handler = Callable[[Session, Any, Outcome], JSON]
+_METHODS: dict[str, _Handler] = {
+    "eth_chainId": Session._chain_id,
+    "net_version": Session._net_version,
+    "web3_clientVersion": Session._client_version,
+    "eth_blockNumber": Session._block_number,
+    "eth_subscribe": Session._eth_subscribe,
+    "eth_unsubscribe": Session._unsubscribe,
+    "chainwatch_subscribe": Session._chainwatch_subscribe,
+    "chainwatch_unsubscribe": Session._unsubscribe,
+    "chainwatch_contracts": Session._contracts,
+}
+
+
+def _invalid(message: str) -> _Error:
+    return _Error(rpc.INVALID_PARAMS, f"invalid params: {message}", INVALID_PARAMS)
+
+
+def _array(params: JSON, least: int, most: int) -> list[JSON]:
+    if not isinstance(params, list):
+        raise _invalid("params: expected an array")
+    if not least <= len(params) <= most:
+        expected = str(least) if least == most else f"{least} to {most}"
+        raise _invalid(f"params: expected {expected} item(s), got {len(params)}")
+    return params
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return repr(text) if len(text) <= 60 else repr(text[:57] + "...")
+
+
+def _safe_id(request_id: Any) -> rpc.RequestId:
+    """JSON-RPC 2.0: the id of an invalid request is echoed when it could be read, else null."""
+    if isinstance(request_id, (int, str)) and not isinstance(request_id, bool):
+        return request_id
+    return None

@@ -1,0 +1,484 @@
+"""The downstream WebSocket server: JSON-RPC subscriptions to what the daemon stores.
+
+The I/O layer only. Each connection's messages go to its :class:`chainwatch.core.protocol.Session`
+(pure), whose replies and subscription changes this module applies; events from the ingest go
+through one bounded queue to the fan-out task, which routes them with the
+:class:`chainwatch.server.hub.Hub` (pure) and writes each touched client once.
+
+Tasks: websockets owns one handler task per connection (and waits for them when it closes);
+everything else - the fan-out task and the closing of slow consumers - belongs to the
+``asyncio.TaskGroup`` of :meth:`Server.serve_forever`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import email.utils
+import http
+import ipaddress
+import logging
+import ssl
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from websockets.asyncio.server import Server as WsServer
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
+
+from chainwatch.config import Settings
+from chainwatch.core import rpc
+from chainwatch.core.model import Head, Status, StoredEvent
+from chainwatch.core.protocol import (
+    Outcome,
+    Session,
+    SessionLimits,
+    Subscribe,
+    Unsubscribe,
+)
+from chainwatch.core.sink import ChainStatus
+from chainwatch.errors import ChainwatchError, StoreError
+from chainwatch.server import http as httpcheck
+from chainwatch.server.catalog import build_catalogs, contracts_json
+from chainwatch.server.connection import Client, Connection
+from chainwatch.server.frames import Payload, event_result
+from chainwatch.server.hub import PREFIX_LEN, Hub, Subscription, TokenInfo, enrich, tokens_needed
+
+__all__ = ["Server"]
+
+log = logging.getLogger("chainwatch.server")
+
+# The transport's write buffer above which a client counts as not keeping up: frames then wait
+# in the client's own bounded queue.
+WRITE_LIMIT = 64 * 1024
+# Batches (one per sink call) waiting for the fan-out task.
+FANOUT_QUEUE = 10_000
+# Events per page when replaying from the store.
+REPLAY_PAGE = 500
+# Replayed events whose status is remembered, to drop a live duplicate at the seam.
+REPLAY_RECENT = 10_000
+# How long token metadata that the store does not have yet is taken as unknown.
+TOKEN_MISS_TTL = 30.0
+TOKEN_CACHE_SIZE = 10_000
+CLOSE_TIMEOUT = 5.0
+
+
+class Server:
+    """Serves ``[server]`` of ``settings``; an :class:`chainwatch.core.sink.EventSink`.
+
+    ``stats`` counts malformed input and limit hits (``parse_error``, ``invalid_request``,
+    ``method_not_found``, ``invalid_params``, ``rate_limited``, ``subscription_limit``,
+    ``message_too_big``, ``slow_consumer``, ``unauthorized``, ``forbidden_origin``,
+    ``not_found``, ``too_many_connections``), and connections and notifications.
+    """
+
+    def __init__(self, settings: Settings, store: Any, statuses: Mapping[int, ChainStatus]) -> None:
+        self.settings = settings
+        self.store = store
+        self.statuses = statuses
+        self.stats: collections.Counter[str] = collections.Counter()
+        s = settings.server
+        self._catalogs = build_catalogs(settings)
+        self._contracts = contracts_json(settings, self._catalogs)
+        self._chains = [(c.name, c.chain_id) for c in settings.chains]
+        self._limits = SessionLimits(s.max_subscriptions, s.max_requests_per_second)
+        self._hub = Hub(buffer_limit=s.max_queue_messages)
+        self._queue: asyncio.Queue[tuple[int, Head | Sequence[StoredEvent]]] = asyncio.Queue(
+            FANOUT_QUEUE
+        )
+        self._tokens: dict[tuple[int, str], tuple[TokenInfo | None, float]] = {}
+        self._per_ip: collections.Counter[str] = collections.Counter()
+        self._ws: WsServer | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._clients: set[Client] = set()
+
+    # --- life -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind ``[server] host:port`` (port 0: any free port) and accept connections; events
+        flow to them once :meth:`serve_forever` runs. Raises ChainwatchError if the port cannot
+        be bound."""
+        s = self.settings.server
+        self._hub.high_water = await asyncio.to_thread(self.store.max_event_id)
+        tls = self._tls_context()
+        connection_class = type("ServerConnection", (Connection,), {"owner": self})
+        ws_logger = logging.getLogger("chainwatch.server.ws")
+        if not any(isinstance(f, httpcheck.RedactTokens) for f in ws_logger.filters):
+            ws_logger.addFilter(httpcheck.RedactTokens())
+        try:
+            self._ws = await serve(
+                self._handle,
+                s.host,
+                s.port,
+                compression="deflate" if s.compression else None,
+                process_request=self._process_request,
+                server_header="chainwatch",
+                max_size=s.max_message_size,
+                write_limit=WRITE_LIMIT,
+                close_timeout=CLOSE_TIMEOUT,
+                logger=ws_logger,
+                create_connection=connection_class,
+                ssl=tls,
+            )
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise ChainwatchError(f"cannot listen on {s.host}:{s.port}: {reason}") from None
+        scheme = "wss" if tls is not None else "ws"
+        log.info("serving %s://%s:%d", scheme, s.host, self.port)
+        if not s.tokens and not _loopback(s.host):
+            logging.getLogger("chainwatch.server").warning(
+                "listening on %s without tokens: anyone who can reach this port can subscribe "
+                "(set [server] tokens)",
+                s.host,
+            )
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        s = self.settings.server
+        if s.tls_cert is None or s.tls_key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(s.tls_cert, s.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ChainwatchError(
+                f"cannot load the TLS certificate {s.tls_cert} and key {s.tls_key}: {exc}"
+            ) from None
+        return context
+
+    @property
+    def port(self) -> int:
+        """The bound port (after :meth:`start`)."""
+        if self._ws is None:
+            raise RuntimeError("the server is not started")
+        return int(self._ws.sockets[0].getsockname()[1])
+
+    async def serve_forever(self) -> None:
+        """Accept connections and fan out events until cancelled (or :meth:`close`); then
+        close every connection with 1001 (going away) and return."""
+        if self._ws is None:
+            await self.start()
+        ws = self._ws
+        assert ws is not None
+        async with asyncio.TaskGroup() as tasks:
+            self._tasks = tasks
+            fanout = tasks.create_task(self._fanout(), name="server fan-out")
+            try:
+                await ws.serve_forever()
+            finally:
+                self._tasks = None
+                fanout.cancel()
+
+    async def close(self) -> None:
+        """Stop accepting, close every connection (1001) and wait until they are gone."""
+        if self._ws is not None:
+            self._ws.close()
+            await self._ws.wait_closed()
+
+    # --- the sink ---------------------------------------------------------------------------
+
+    def on_head(self, chain_id: int, head: Head) -> None:
+        self._enqueue(chain_id, head)
+
+    def on_events(self, chain_id: int, events: Sequence[StoredEvent]) -> None:
+        if events:
+            self._enqueue(chain_id, list(events))
+
+    def _enqueue(self, chain_id: int, item: Head | Sequence[StoredEvent]) -> None:
+        try:
+            self._queue.put_nowait((chain_id, item))
+        except asyncio.QueueFull:
+            self._overloaded(chain_id, item)
+
+    def _overloaded(self, chain_id: int, item: Head | Sequence[StoredEvent]) -> None:
+        """The fan-out task is this far behind (the store stalls token lookups): drop what
+        waits and close every client (1013), who resume from the store with ``since``."""
+        dropped = [item]
+        while not self._queue.empty():
+            dropped.append(self._queue.get_nowait()[1])
+        top = max(
+            (e.id for batch in dropped if not isinstance(batch, Head) for e in batch), default=0
+        )
+        self._hub.high_water = max(self._hub.high_water, top)
+        self.stats["fanout_overflow"] += 1
+        log.error("fan-out queue full: closing %d client(s) to resume later", len(self._clients))
+        for client in list(self._clients):
+            self._close_client(client, CloseCode.TRY_AGAIN_LATER, "server overloaded")
+
+    async def _fanout(self) -> None:
+        while True:
+            chain_id, item = await self._queue.get()
+            if isinstance(item, Head):
+                touched = self._hub.route_head(chain_id, item)
+            else:
+                await self._ensure_tokens(chain_id, item)
+                touched = self._hub.route_events(
+                    chain_id,
+                    item,
+                    head_number=self._head_number(chain_id),
+                    token_of=self._token_lookup(chain_id),
+                )
+            self._flush(touched)
+
+    def _flush(self, clients: Iterable[Any]) -> None:
+        for client in clients:
+            if not client.flush():
+                self._close_client(client, CloseCode.TRY_AGAIN_LATER, "slow consumer")
+
+    def _close_client(self, client: Client, code: int, reason: str) -> None:
+        if client.closing:
+            return
+        self._hub.drop(client)
+        client.close_queue()
+        if reason == "slow consumer":
+            self.stats["slow_consumer"] += 1
+            log.warning("closing a slow consumer from %s", client.conn.peer)
+        if self._tasks is not None:
+            self._tasks.create_task(self._close_connection(client.conn, code, reason))
+        else:
+            client.conn.transport.abort()
+
+    async def _close_connection(self, conn: Connection, code: int, reason: str) -> None:
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT + 1):
+                await conn.close(code, reason)
+        except TimeoutError:
+            conn.transport.abort()
+
+    # --- chains and tokens --------------------------------------------------------------------
+
+    def _head_number(self, chain_id: int) -> int | None:
+        status = self.statuses.get(chain_id)
+        if status is None or status.head is None:
+            return None
+        return status.head.number
+
+    def _token_lookup(self, chain_id: int) -> Any:
+        cache = self._tokens
+
+        def token_of(address: str) -> TokenInfo | None:
+            entry = cache.get((chain_id, address))
+            return entry[0] if entry is not None else None
+
+        return token_of
+
+    async def _ensure_tokens(self, chain_id: int, events: Sequence[StoredEvent]) -> None:
+        """Read the metadata of the ERC-20 tokens in ``events`` that the cache lacks."""
+        now = time.monotonic()
+        missing = []
+        for address in tokens_needed(events):
+            entry = self._tokens.get((chain_id, address))
+            if entry is None or (entry[0] is None and entry[1] < now):
+                missing.append(address)
+        if not missing:
+            return
+
+        def read() -> dict[str, TokenInfo | None]:
+            return {a: self.store.token(chain_id, a) for a in missing}
+
+        try:
+            found = await asyncio.to_thread(read)
+        except StoreError as exc:
+            log.warning("cannot read token metadata: %s", exc)
+            found = dict.fromkeys(missing)
+        for address, info in found.items():
+            if len(self._tokens) >= TOKEN_CACHE_SIZE:
+                del self._tokens[next(iter(self._tokens))]
+            self._tokens[(chain_id, address)] = (info, now + TOKEN_MISS_TTL)
+
+    # --- connections --------------------------------------------------------------------------
+
+    def connection_made(self, connection: Connection) -> None:
+        self._per_ip[connection.peer] += 1
+        self.stats["connections"] += 1
+
+    def connection_lost(self, connection: Connection) -> None:
+        self._per_ip[connection.peer] -= 1
+        if self._per_ip[connection.peer] <= 0:
+            del self._per_ip[connection.peer]
+
+    def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        """The HTTP checks before the upgrade (see :mod:`chainwatch.server.http`)."""
+        assert isinstance(conn, Connection)
+        s = self.settings.server
+        if request.path.split("?", 1)[0] == "/healthz":
+            status, body = httpcheck.healthz(self.statuses)
+            return _response(status, body, "application/json")
+        if self._per_ip[conn.peer] > s.max_connections_per_ip:
+            return self._refuse(conn, request, 429, "too many connections from this address")
+        origins = request.headers.get_all("Origin")
+        authorizations = request.headers.get_all("Authorization")
+        if len(origins) > 1 or len(authorizations) > 1:
+            return self._refuse(conn, request, 400, "repeated Origin or Authorization header")
+        origin = origins[0] if origins else None
+        if not httpcheck.origin_allowed(origin, s.allowed_origins):
+            return self._refuse(conn, request, 403, "origin not allowed")
+        if s.tokens:
+            authorization = authorizations[0] if authorizations else None
+            token = httpcheck.request_token(request.path, authorization)
+            if not httpcheck.token_valid(token, s.tokens):
+                response = self._refuse(conn, request, 401, "a valid token is required")
+                response.headers["WWW-Authenticate"] = 'Bearer realm="chainwatch"'
+                return response
+        chain_id = httpcheck.chain_of_path(request.path, self._chains)
+        if chain_id is None:
+            known = ", ".join("/" + name for name, _ in self._chains)
+            return self._refuse(conn, request, 404, f"no such chain (serving {known})")
+        conn.chain_id = chain_id
+        return None
+
+    def _refuse(self, conn: Connection, request: Request, status: int, text: str) -> Response:
+        name = {
+            400: "bad_request",
+            401: "unauthorized",
+            403: "forbidden_origin",
+            404: "not_found",
+            429: "too_many_connections",
+        }[status]
+        self.stats[name] += 1
+        log.info(
+            "refused %s %s from %s: %s", status, httpcheck.redact(request.path), conn.peer, text
+        )
+        return _response(status, (text + "\n").encode(), "text/plain; charset=utf-8")
+
+    async def _handle(self, conn: ServerConnection) -> None:
+        assert isinstance(conn, Connection)
+        s = self.settings.server
+        client = Client(
+            conn,
+            max_messages=s.max_queue_messages,
+            max_bytes=s.max_queue_bytes,
+            framed=not s.compression,
+        )
+        conn.client = client
+        self._clients.add(client)
+        loop = asyncio.get_running_loop()
+        session = Session(
+            conn.chain_id,
+            self._catalogs,
+            head_number=self._head_number,
+            contracts=self._contracts,
+            limits=self._limits,
+            now=loop.time(),
+        )
+        try:
+            async for message in conn:
+                try:
+                    outcome = session.receive(message, loop.time())
+                except Exception:  # our bug, never the client's input: keep the connection
+                    log.exception("internal error handling a request")
+                    self.stats["internal_error"] += 1
+                    reply = rpc.encode_error(None, rpc.INTERNAL_ERROR, "internal error")
+                    outcome = Outcome(reply=reply)
+                await self._apply(client, outcome)
+        except ConnectionClosed as exc:
+            if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
+                self.stats["message_too_big"] += 1
+        finally:
+            self._clients.discard(client)
+            self._hub.drop(client)
+            client.close_queue()
+
+    async def _apply(self, client: Client, outcome: Outcome) -> None:
+        for name in outcome.counts:
+            self.stats[name] += 1
+        if outcome.reply is not None:
+            client.push_reply(outcome.reply)
+            self._flush((client,))
+        for effect in outcome.effects:
+            if client.closing:
+                return
+            if isinstance(effect, Unsubscribe):
+                self._hub.unsubscribe(client, effect.id)
+            elif isinstance(effect, Subscribe):
+                sub = self._hub.subscribe(client, effect.id, effect.spec)
+                if sub.buffer is not None:
+                    await self._replay(client, sub, self._hub.high_water)
+
+    # --- replay -------------------------------------------------------------------------------
+
+    async def _replay(self, client: Client, sub: Subscription, upto: int) -> None:
+        """Send the stored events with ``since < id <= upto`` that ``sub`` matches, then what
+        arrived meanwhile (see :meth:`Hub.end_replay`)."""
+        event_filter = sub.group.event_filter
+        assert event_filter is not None and sub.since is not None
+        chain_id = event_filter.chain_id
+        confirmed_only = event_filter.finality == "confirmed"
+        query: dict[str, Any] = {"chain_id": chain_id}
+        if event_filter.events is not None and len(event_filter.events) == 1:
+            (query["event"],) = event_filter.events
+        names, addresses = event_filter.names, event_filter.addresses
+        if addresses is None and names is not None and len(names) == 1:
+            (query["contract"],) = names
+        elif names is None and addresses is not None and len(addresses) == 1:
+            (query["address"],) = addresses
+        page_size = max(1, min(REPLAY_PAGE, client.max_messages // 2))
+        recent: dict[int, Status] = {}
+        cursor = sub.since
+        token_of = self._token_lookup(chain_id)
+        while cursor < upto:
+            try:
+                page = await asyncio.to_thread(
+                    self.store.query, since_id=cursor, limit=page_size, **query
+                )
+            except StoreError as exc:
+                log.error("replay failed: %s", exc)
+                self._close_client(client, CloseCode.INTERNAL_ERROR, "store unavailable")
+                return
+            if client.closing or sub.buffer is None:
+                return  # disconnected, or unsubscribed
+            if not page:
+                break
+            await self._ensure_tokens(chain_id, page)
+            head_number = self._head_number(chain_id)
+            for event in page:
+                if event.id > upto:
+                    cursor = upto
+                    break
+                cursor = event.id
+                if event.id > upto - REPLAY_RECENT:
+                    recent[event.id] = event.status
+                if event.status == "removed" or (confirmed_only and event.status != "confirmed"):
+                    continue
+                amount, token, amount_text, erc20 = enrich(event, token_of)
+                if not event_filter.matches(event, amount):
+                    continue
+                data = event_result(event, head_number, token, amount_text, erc20)
+                self._hub.send(sub, Payload(data, PREFIX_LEN))
+                self.stats["replayed"] += 1
+            self._flush((client,))
+            await client.writable()
+            if client.closing or sub.buffer is None:
+                return
+        self._hub.end_replay(sub, upto, recent)
+        self._flush((client,))
+
+
+def _response(status: int, body: bytes, content_type: str) -> Response:
+    code = http.HTTPStatus(status)
+    headers = Headers(
+        [
+            ("Date", _http_date()),
+            ("Connection", "close"),
+            ("Content-Length", str(len(body))),
+            ("Content-Type", content_type),
+            ("Cache-Control", "no-store"),
+        ]
+    )
+    return Response(code.value, code.phrase, headers, body)
+
+
+def _http_date() -> str:
+    return email.utils.formatdate(usegmt=True)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
