@@ -104,6 +104,12 @@ class Daemon:
                 await asyncio.shield(asyncio.get_running_loop().shutdown_default_executor())
             store.close()
 
+    @property
+    def server_port(self) -> int | None:
+        """The port the server listens on, once started."""
+        port = getattr(self.server, "port", None)
+        return port if isinstance(port, int) else None
+
     async def _announce(self) -> None:
         await asyncio.gather(*(i.caught_up.wait() for i in self.ingests))
         log.info("caught up on %d chain(s)", len(self.ingests))

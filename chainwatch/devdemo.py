@@ -22,14 +22,19 @@ log = logging.getLogger("chainwatch.dev")
 
 
 class PrintSink:
-    """Prints each stored event (and each status change) as one readable line."""
+    """Prints each stored event as one readable line, and again if a reorg removes it.
+
+    Confirmations are not printed: on an automining devnet every event is confirmed a block
+    later, and the line would only repeat itself.
+    """
 
     def on_head(self, chain_id: int, head: Head) -> None:
         pass
 
     def on_events(self, chain_id: int, events: Sequence[StoredEvent]) -> None:
         for event in events:
-            print(render.event_line(event.to_json()), flush=True)
+            if event.status != "confirmed":
+                print(render.event_line(event.to_json()), flush=True)
 
 
 def run_demo(*, interval: float = 0.5, port: int = 8546, workdir: Path = Path(".devnet")) -> None:
@@ -44,13 +49,7 @@ def run_demo(*, interval: float = 0.5, port: int = 8546, workdir: Path = Path(".
         config = workdir / "devnet.toml"
         write_devnet_config(config, anvil, sample, "sqlite:///chainwatch.db", server_port=port)
         settings = load_settings(config)
-        print(
-            f"config: {config}\n"
-            f"subscribers: ws://127.0.0.1:{port} (try `chainwatch tail ws://127.0.0.1:{port}`)\n"
-            f"query the store: chainwatch events --config {config}\n"
-            "events as they are stored (Ctrl-C to stop):",
-            flush=True,
-        )
+        print(f"config: {config}", flush=True)
         stop = threading.Event()
         traffic = Traffic(anvil.w3, sample, seed=1)
 
@@ -64,9 +63,25 @@ def run_demo(*, interval: float = 0.5, port: int = 8546, workdir: Path = Path(".
 
         sender = threading.Thread(target=trickle, name="demo-traffic", daemon=True)
         sender.start()
+        daemon = Daemon(settings, extra_sink=PrintSink())
+
+        async def announce() -> None:
+            await daemon.started.wait()
+            url = f"ws://127.0.0.1:{daemon.server_port}"
+            print(
+                f"subscribers: {url} (try `chainwatch tail {url}`)\n"
+                f"query the store: chainwatch events --config {config}\n"
+                "events as they are stored (Ctrl-C to stop):",
+                flush=True,
+            )
+
+        async def main() -> None:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(announce())
+                tasks.create_task(daemon.run())
+
         try:
-            daemon = Daemon(settings, extra_sink=PrintSink())
-            asyncio.run(run_until_signal(daemon.run))
+            asyncio.run(run_until_signal(main))
         finally:
             stop.set()
             sender.join(timeout=10)

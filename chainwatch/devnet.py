@@ -181,8 +181,14 @@ class Anvil:
     def _launch(self, port: int) -> None:
         # Kept open while anvil runs (its error output, read if it exits), so no `with`.
         stderr = tempfile.TemporaryFile()  # noqa: SIM115
+        # A session of its own: Ctrl-C at the terminal reaches chainwatch, which then stops
+        # anvil in order, instead of killing the chain under a demo that is still shutting down.
         process = subprocess.Popen(
-            self._command(port), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
+            self._command(port),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
         )
         deadline = time.monotonic() + self.start_timeout
         try:

@@ -162,8 +162,8 @@ class ChainIngest:
                             raise
                 finally:
                     pstatus.connected = False
-                    if not any(p.connected for p in self.status.providers):
-                        log.warning("%s: no provider connected", self.chain.name)
+                if not any(p.connected for p in self.status.providers):
+                    log.warning("%s: no provider connected", self.chain.name)
                 if time.monotonic() - started > 30:
                     delays = backoff()  # the connection held: start again from a short delay
             await asyncio.sleep(next(delays))

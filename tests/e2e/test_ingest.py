@@ -32,7 +32,7 @@ from chainwatch.store import Store
 from tests.helpers import daemon, events_json, pg_database, stop, wait_until
 
 pytestmark = pytest.mark.e2e
-DAEMON_ARGS = ("--no-serve",)
+DAEMON_ARGS: tuple[str, ...] = ()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
