@@ -1,0 +1,1 @@
+"""Alembic migrations of the store; :meth:`chainwatch.store.Store.open` runs them to head."""

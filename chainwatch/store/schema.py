@@ -1,0 +1,109 @@
+"""The tables of the store, as SQLAlchemy Core ``Table`` objects.
+
+This module describes the schema the code reads and writes; the migrations in
+``migrations/versions`` create it. The two are kept equal by a test that compares a migrated
+database with :data:`metadata` (``alembic.autogenerate.compare_metadata``): change both
+together, and add a new revision rather than editing an applied one.
+
+``events.id`` is the resume cursor downstream clients pass as ``since``: it only grows. It is a
+rowid alias on SQLite (``INTEGER PRIMARY KEY``) and a ``BIGSERIAL`` on PostgreSQL. Events are
+never deleted (a reorg marks them ``removed``), so an id is never handed out twice.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    func,
+)
+
+from chainwatch.core.model import STATUSES
+
+#: Constraint and index names are derived, so that every backend (and every migration) names
+#: them the same way and a later migration can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+#: 64-bit on PostgreSQL; plain INTEGER on SQLite, whose integers are 64-bit anyway and where only
+#: ``INTEGER PRIMARY KEY`` makes the column an alias of the rowid.
+EventId = BigInteger().with_variant(Integer(), "sqlite")
+
+_STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s}'" for s in STATUSES))
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", EventId, primary_key=True, autoincrement=True),
+    Column("chain_id", BigInteger, nullable=False),
+    Column("block_number", BigInteger, nullable=False),
+    Column("block_hash", String(66), nullable=False),
+    Column("transaction_hash", String(66), nullable=False),
+    Column("transaction_index", Integer, nullable=False),
+    Column("log_index", Integer, nullable=False),
+    Column("address", String(42), nullable=False),  # lowercase 0x-hex
+    Column("contract", Text, nullable=True),  # the configured contract name
+    Column("event", Text, nullable=True),  # the ABI event name; None if undecoded
+    Column("args", Text, nullable=True),  # JSON object (chainwatch.core.jsonform)
+    Column("topics", Text, nullable=False),  # JSON list of lowercase 0x-hex strings
+    Column("data", Text, nullable=False),  # lowercase 0x-hex
+    Column("error", Text, nullable=True),  # why the log did not decode
+    Column("status", String(9), nullable=False, server_default="new"),
+    Column("historical", Boolean, nullable=False, server_default=false()),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("chain_id", "block_hash", "log_index"),
+    CheckConstraint(_STATUS_CHECK, name="status"),
+    Index(None, "chain_id", "block_number"),
+    Index(None, "contract", "event"),
+    Index(None, "status"),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("chain_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("block_number", BigInteger, nullable=False),
+    Column("block_hash", String(66), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+#: The window of recent canonical block hashes that reorg detection compares new heads with.
+blocks = Table(
+    "blocks",
+    metadata,
+    Column("chain_id", BigInteger, nullable=False, autoincrement=False),
+    Column("number", BigInteger, nullable=False, autoincrement=False),
+    Column("hash", String(66), nullable=False),
+    Column("parent_hash", String(66), nullable=False),
+    PrimaryKeyConstraint("chain_id", "number"),
+)
+
+#: ERC-20 metadata, read from the token contract once.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("chain_id", BigInteger, nullable=False, autoincrement=False),
+    Column("address", String(42), nullable=False),  # lowercase 0x-hex
+    Column("symbol", Text, nullable=True),
+    Column("decimals", Integer, nullable=True),
+    PrimaryKeyConstraint("chain_id", "address"),
+)

@@ -1,0 +1,734 @@
+"""The store: decoded events, per-chain checkpoints, the recent-block window and token metadata.
+
+SQLAlchemy Core over a synchronous engine. The daemon calls it from worker threads
+(``asyncio.to_thread``); it is safe for one writer and any number of readers at once: writes
+are serialised by a lock and each call takes its own pooled connection.
+
+Backends
+    ``sqlite:///chainwatch.db`` (the default): embedded, nothing to install. Every connection is
+    set to WAL (readers never wait for the writer), ``synchronous=NORMAL`` (a power cut may lose
+    the last commits but never corrupts), ``foreign_keys=ON`` and a busy timeout. Writes begin
+    with ``BEGIN IMMEDIATE`` so that a second process writing the same file waits for the lock
+    instead of failing half way. ``sqlite://`` (in memory) works too, on one shared connection.
+
+    ``postgresql+psycopg://user@host:5432/db`` (``postgresql://`` means the same): the
+    production backend. Tables go in the first schema of the role's ``search_path``
+    (``public``) unless ``Store.open(url, schema="name")`` is used: then every connection runs
+    ``SET search_path TO "name"`` and the schema is created if missing. That is how tests and
+    several chainwatch instances share one database. (A ``?options=-csearch_path%3Dname`` URL
+    also works, but does not create the schema.)
+
+Transactions
+    ``write_batch`` and ``reorg`` each run in one transaction: events, the blocks window and the
+    checkpoint commit together or not at all, so after a crash the checkpoint never claims a
+    block whose events are missing. The daemon writes one batch per live block and one per chunk
+    of history, never one per log.
+
+Errors
+    Errors of the database come out as :class:`~chainwatch.errors.StoreError`, with a one-line
+    message that never shows a password; the transaction has been rolled back by then.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import replace
+from operator import attrgetter
+from typing import Any, Final, cast
+
+from alembic.util import CommandError
+from sqlalchemy import (
+    Delete,
+    Insert,
+    Select,
+    Update,
+    bindparam,
+    create_engine,
+    delete,
+    func,
+    select,
+    text,
+)
+from sqlalchemy import event as sa_event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    DisconnectionError,
+    NoSuchModuleError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.pool import NullPool, StaticPool
+
+from chainwatch.core.model import Checkpoint, DecodedEvent, Head, Log, Status, StoredEvent
+from chainwatch.errors import StoreError
+from chainwatch.store import bulk, migrate
+from chainwatch.store.schema import blocks as blocks_table
+from chainwatch.store.schema import checkpoints as checkpoints_table
+from chainwatch.store.schema import events as events_table
+from chainwatch.store.schema import tokens as tokens_table
+
+#: How long a SQLite connection waits for another process's write lock before giving up.
+SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
+#: SQLite added RETURNING in 3.35 (2021-03).
+_SQLITE_MIN_VERSION: Final = (3, 35, 0)
+#: Block hashes per ``IN (...)``: well under SQLite's and PostgreSQL's bind-parameter limits.
+_IN_CHUNK: Final = 500
+#: What the database (or the way to it) raises; anything else SQLAlchemy raises is our bug.
+_DATABASE_ERRORS: Final = (DBAPIError, DisconnectionError, PoolTimeoutError)
+_SCHEMA_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+#: An execution option the SQLite "begin" hook reads to start a write transaction.
+_WRITE_OPTION: Final = "chainwatch_write"
+
+_EVENT_COLUMNS = (
+    events_table.c.id,
+    events_table.c.chain_id,
+    events_table.c.block_number,
+    events_table.c.block_hash,
+    events_table.c.transaction_hash,
+    events_table.c.transaction_index,
+    events_table.c.log_index,
+    events_table.c.address,
+    events_table.c.contract,
+    events_table.c.event,
+    events_table.c.args,
+    events_table.c.topics,
+    events_table.c.data,
+    events_table.c.error,
+    events_table.c.status,
+    events_table.c.historical,
+)
+
+
+#: Compact JSON, as ``json.dumps(value, separators=(",", ":"))`` writes it, without building an
+#: encoder for every value (that was a third of the cost of a write). Decoded args are trees of
+#: JSON values, never circular.
+_dumps: Final = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+
+class Store:
+    """Access to the chainwatch database. Make one with :meth:`open`; :meth:`close` it at exit."""
+
+    def __init__(self, engine: Engine, *, shown_url: str, shared_connection: bool) -> None:
+        """Use :meth:`open`, which also creates or upgrades the schema."""
+        self._engine = engine
+        self._write_engine = engine.execution_options(**{_WRITE_OPTION: True})
+        self._shown_url = shown_url
+        self._closed = False
+        self._write_lock = threading.Lock()
+        # One in-memory SQLite connection is shared by every thread: readers take the lock too.
+        self._read_lock: AbstractContextManager[Any] = (
+            self._write_lock if shared_connection else nullcontext()
+        )
+        self._statements = _Statements(engine.dialect.name)
+        # bulk.py talks to the driver directly: its errors arrive unwrapped.
+        self._database_errors = (*_DATABASE_ERRORS, engine.dialect.loaded_dbapi.Error)
+
+    # --- life -------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str, *, schema: str | None = None) -> Store:
+        """Connect to the database at ``url``, create or upgrade its schema, and return a Store.
+
+        ``schema`` (PostgreSQL only) puts the tables in that schema, created if missing.
+        Raises :class:`StoreError` if the database cannot be reached, refuses the migrations or
+        is at a schema revision newer than this chainwatch knows.
+        """
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise StoreError(
+                "storage URL is not a database URL: expected sqlite:///FILE "
+                "or postgresql+psycopg://USER@HOST/DB"
+            ) from None
+        shown = _redact(parsed)
+        backend = parsed.get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise StoreError(
+                f"unsupported database {backend!r} in {shown}: use SQLite or PostgreSQL"
+            )
+        if schema is not None:
+            if backend != "postgresql":
+                raise StoreError(f"a schema can only be given for PostgreSQL, not for {shown}")
+            if not _SCHEMA_RE.match(schema):
+                raise StoreError(f"invalid schema name {schema!r}: letters, digits and _ only")
+        if backend == "sqlite" and sqlite3.sqlite_version_info < _SQLITE_MIN_VERSION:
+            raise StoreError(
+                f"SQLite {sqlite3.sqlite_version} is too old: chainwatch needs 3.35 or newer"
+            )
+
+        if parsed.drivername not in (
+            "sqlite",
+            "sqlite+pysqlite",
+            "postgresql",
+            "postgresql+psycopg",
+        ):
+            raise StoreError(
+                f"unsupported driver {parsed.drivername!r} in {shown}: "
+                "use sqlite:/// or postgresql+psycopg://"
+            )
+        shared = backend == "sqlite" and parsed.database in (None, "", ":memory:")
+        try:
+            if backend == "sqlite":
+                engine = _sqlite_engine(parsed, in_memory=shared)
+            else:
+                if parsed.drivername == "postgresql":
+                    parsed = parsed.set(drivername="postgresql+psycopg")
+                if schema is not None:
+                    _create_schema(parsed, schema)
+                engine = _postgresql_engine(parsed, schema)
+            # A write transaction (BEGIN IMMEDIATE on SQLite; an advisory lock on PostgreSQL) so
+            # that two processes opening a new database do not both try to create the tables.
+            with engine.execution_options(**{_WRITE_OPTION: True}).begin() as conn:
+                if backend == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('chainwatch.store'))"))
+                migrate.upgrade(conn)
+        except (NoSuchModuleError, ModuleNotFoundError) as exc:
+            raise StoreError(f"cannot open {shown}: database driver missing ({exc})") from exc
+        except CommandError as exc:
+            raise StoreError(f"cannot upgrade the schema of {shown}: {_first_line(exc)}") from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open {shown}: {_reason(exc)}") from exc
+        return cls(engine, shown_url=shown, shared_connection=shared)
+
+    def close(self) -> None:
+        """Close every pooled connection. The store cannot be used afterwards."""
+        self._closed = True
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Store {self._shown_url}>"
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._engine.dialect.name
+
+    # --- writes -----------------------------------------------------------------------------
+
+    def write_batch(
+        self,
+        events: Sequence[DecodedEvent],
+        checkpoint: Checkpoint | None,
+        blocks: Sequence[Head] = (),
+    ) -> list[StoredEvent]:
+        """Store a batch of events, the blocks they came with and a checkpoint, in ONE transaction.
+
+        Events whose (chain_id, block_hash, log_index) is stored already are skipped; new ones
+        get status ``new``. ``blocks`` join the recent-block window of the checkpoint's chain
+        (or, with no checkpoint, of the events' one chain), replacing a stored block of the same
+        number. Returns the events actually inserted, ordered by id.
+
+        A stored event's ``log.removed`` says whether its status is ``removed``; a log passed in
+        with ``removed=True`` is stored as a ``new`` event all the same.
+        """
+        block_chain = self._block_chain(events, checkpoint, blocks)
+        rows = [
+            (
+                e.chain_id,
+                e.log.block_number,
+                e.log.block_hash,
+                e.log.transaction_hash,
+                e.log.transaction_index,
+                e.log.log_index,
+                e.log.address,
+                e.contract,
+                e.event,
+                None if e.args is None else _dumps(e.args),
+                _dumps(e.log.topics),
+                e.log.data,
+                e.error,
+                e.historical,
+            )
+            for e in events
+        ]  # in the order of bulk.EVENT_INSERT_COLUMNS
+        stmts = self._statements
+        with self._write() as conn:
+            inserted = bulk.insert_events(conn, rows) if rows else []
+            if blocks:
+                conn.execute(
+                    stmts.upsert_blocks,
+                    [
+                        {
+                            "chain_id": block_chain,
+                            "number": b.number,
+                            "hash": b.hash,
+                            "parent_hash": b.parent_hash,
+                        }
+                        for b in blocks
+                    ],
+                )
+            if checkpoint is not None:
+                _upsert_checkpoint(conn, stmts, checkpoint)
+        if not inserted:
+            return []
+        # RETURNING gives no order; match rows to the events they came from by their identity.
+        by_key = {(e.chain_id, e.log.block_hash, e.log.log_index): e for e in reversed(events)}
+        out = []
+        for row_id, chain_id, block_hash, log_index in inserted:
+            e = by_key[(chain_id, block_hash, log_index)]
+            out.append(
+                StoredEvent(
+                    id=row_id,
+                    chain_id=e.chain_id,
+                    log=e.log if not e.log.removed else replace(e.log, removed=False),
+                    contract=e.contract,
+                    event=e.event,
+                    args=e.args,
+                    error=e.error,
+                    status="new",
+                    historical=e.historical,
+                )
+            )
+        out.sort(key=_by_id)
+        return out
+
+    def set_status(
+        self, chain_id: int, block_hashes: Collection[str], status: Status
+    ) -> list[StoredEvent]:
+        """Set the status of every event of ``chain_id`` in those blocks.
+
+        Returns the events whose status changed (ids unchanged), ordered by id.
+        """
+        if not block_hashes:
+            return []
+        with self._write() as conn:
+            changed = _set_status(conn, self._statements, chain_id, block_hashes, status)
+        return _stored_sorted(changed)
+
+    def confirm_up_to(self, chain_id: int, block_number: int) -> list[StoredEvent]:
+        """Mark ``new`` events of ``chain_id`` at or below ``block_number`` ``confirmed``.
+
+        Returns the events that changed, ordered by id.
+        """
+        with self._write() as conn:
+            changed = conn.execute(
+                self._statements.confirm, {"b_chain_id": chain_id, "b_block_number": block_number}
+            ).all()
+        return _stored_sorted(changed)
+
+    def reorg(
+        self,
+        chain_id: int,
+        orphaned_block_hashes: Collection[str],
+        checkpoint: Checkpoint,
+        removed_from_block: int,
+    ) -> list[StoredEvent]:
+        """Undo orphaned blocks, in ONE transaction.
+
+        Marks the events of ``orphaned_block_hashes`` ``removed``, drops blocks numbered
+        ``removed_from_block`` and above from the window, and moves the checkpoint (back) to
+        ``checkpoint``. Returns the events whose status changed, ordered by id.
+        """
+        if checkpoint.chain_id != chain_id:
+            raise ValueError(
+                f"checkpoint of chain {checkpoint.chain_id} given for a reorg of chain {chain_id}"
+            )
+        stmts = self._statements
+        with self._write() as conn:
+            changed = _set_status(conn, stmts, chain_id, orphaned_block_hashes, "removed")
+            conn.execute(
+                stmts.delete_blocks_from, {"chain_id": chain_id, "number": removed_from_block}
+            )
+            _upsert_checkpoint(conn, stmts, checkpoint)
+        return _stored_sorted(changed)
+
+    def prune_blocks(self, chain_id: int, below_number: int) -> None:
+        """Drop blocks numbered below ``below_number`` from the window of ``chain_id``."""
+        with self._write() as conn:
+            conn.execute(
+                self._statements.delete_blocks_below, {"chain_id": chain_id, "number": below_number}
+            )
+
+    def save_token(
+        self, chain_id: int, address: str, symbol: str | None, decimals: int | None
+    ) -> None:
+        """Remember the ERC-20 metadata of a token (replacing what was stored)."""
+        with self._write() as conn:
+            conn.execute(
+                self._statements.upsert_token,
+                {
+                    "chain_id": chain_id,
+                    "address": address.lower(),
+                    "symbol": symbol,
+                    "decimals": decimals,
+                },
+            )
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def checkpoint(self, chain_id: int) -> Checkpoint | None:
+        """The last block of ``chain_id`` whose events are all stored, or None."""
+        stmt = select(checkpoints_table.c.block_number, checkpoints_table.c.block_hash).where(
+            checkpoints_table.c.chain_id == chain_id
+        )
+        with self._read() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else Checkpoint(chain_id, row.block_number, row.block_hash)
+
+    def recent_blocks(self, chain_id: int, limit: int) -> list[Head]:
+        """Up to ``limit`` blocks of the window of ``chain_id``, newest first."""
+        stmt = (
+            select(blocks_table.c.number, blocks_table.c.hash, blocks_table.c.parent_hash)
+            .where(blocks_table.c.chain_id == chain_id)
+            .order_by(blocks_table.c.number.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        return [Head(number=r.number, hash=r.hash, parent_hash=r.parent_hash) for r in rows]
+
+    def query(
+        self,
+        *,
+        chain_id: int | None = None,
+        contract: str | None = None,
+        address: str | None = None,
+        event: str | None = None,
+        from_block: int | None = None,
+        to_block: int | None = None,
+        status: Status | None = None,
+        since_id: int | None = None,
+        limit: int | None = None,
+        order: str = "asc",
+    ) -> list[StoredEvent]:
+        """Stored events matching every filter given, ordered by id (``order="desc"``: newest
+        first).
+
+        ``from_block``/``to_block`` are inclusive; ``since_id`` returns ids strictly greater
+        (the resume cursor); ``address`` is compared case-insensitively.
+        """
+        if order not in ("asc", "desc"):
+            raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
+        c = events_table.c
+        stmt: Select[Any] = select(*_EVENT_COLUMNS)
+        if chain_id is not None:
+            stmt = stmt.where(c.chain_id == chain_id)
+        if contract is not None:
+            stmt = stmt.where(c.contract == contract)
+        if address is not None:
+            stmt = stmt.where(c.address == address.lower())
+        if event is not None:
+            stmt = stmt.where(c.event == event)
+        if from_block is not None:
+            stmt = stmt.where(c.block_number >= from_block)
+        if to_block is not None:
+            stmt = stmt.where(c.block_number <= to_block)
+        if status is not None:
+            stmt = stmt.where(c.status == status)
+        if since_id is not None:
+            stmt = stmt.where(c.id > since_id)
+        stmt = stmt.order_by(c.id.asc() if order == "asc" else c.id.desc())
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        return [_stored(r) for r in rows]
+
+    def max_event_id(self) -> int:
+        """The greatest event id (0 when there is none): where a live subscriber starts."""
+        with self._read() as conn:
+            value = conn.execute(select(func.max(events_table.c.id))).scalar()
+        return int(value or 0)
+
+    def token(self, chain_id: int, address: str) -> tuple[str | None, int | None] | None:
+        """(symbol, decimals) saved for a token, or None if it was never saved."""
+        stmt = select(tokens_table.c.symbol, tokens_table.c.decimals).where(
+            tokens_table.c.chain_id == chain_id, tokens_table.c.address == address.lower()
+        )
+        with self._read() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else (row.symbol, row.decimals)
+
+    def known_contract_names(self) -> set[str]:
+        """The contract names of every stored event (to tell the user about renamed ones)."""
+        contract = events_table.c.contract
+        stmt = select(contract).where(contract.is_not(None)).distinct()
+        with self._read() as conn:
+            return set(conn.execute(stmt).scalars())
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction: committed on exit, rolled back if the block raises."""
+        with self._write_lock, self._errors(), self._write_engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._read_lock, self._errors(), self._engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        if self._closed:
+            raise StoreError(f"the store {self._shown_url} is closed")
+        try:
+            yield
+        except self._database_errors as exc:
+            raise StoreError(f"database error on {self._shown_url}: {_reason(exc)}") from exc
+
+    @staticmethod
+    def _block_chain(
+        events: Sequence[DecodedEvent], checkpoint: Checkpoint | None, blocks: Sequence[Head]
+    ) -> int | None:
+        """The chain the blocks belong to; checks that the batch is about one chain."""
+        chain = checkpoint.chain_id if checkpoint is not None else None
+        if chain is not None or blocks:
+            for e in events:
+                if chain is None:
+                    chain = e.chain_id
+                elif e.chain_id != chain:
+                    raise ValueError(f"an event of chain {e.chain_id} in a batch of chain {chain}")
+        if blocks and chain is None:
+            raise ValueError("blocks need a checkpoint or events to tell their chain")
+        return chain
+
+
+class _Statements:
+    """The write statements, built once per store so SQLAlchemy compiles each one once."""
+
+    def __init__(self, dialect: str) -> None:
+        ins: Callable[..., Any] = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        upsert_block = ins(blocks_table)
+        self.upsert_blocks: Insert = upsert_block.on_conflict_do_update(
+            index_elements=["chain_id", "number"],
+            set_={
+                "hash": upsert_block.excluded.hash,
+                "parent_hash": upsert_block.excluded.parent_hash,
+            },
+        )
+        upsert_checkpoint = ins(checkpoints_table)
+        self.upsert_checkpoint: Insert = upsert_checkpoint.on_conflict_do_update(
+            index_elements=["chain_id"],
+            set_={
+                "block_number": upsert_checkpoint.excluded.block_number,
+                "block_hash": upsert_checkpoint.excluded.block_hash,
+                "updated_at": func.now(),
+            },
+        )
+        upsert_token = ins(tokens_table)
+        self.upsert_token: Insert = upsert_token.on_conflict_do_update(
+            index_elements=["chain_id", "address"],
+            set_={
+                "symbol": upsert_token.excluded.symbol,
+                "decimals": upsert_token.excluded.decimals,
+            },
+        )
+        self.set_status: Update = (
+            events_table.update()
+            .where(
+                events_table.c.chain_id == bindparam("b_chain_id"),
+                events_table.c.block_hash.in_(bindparam("b_block_hashes", expanding=True)),
+                events_table.c.status != bindparam("b_status"),
+            )
+            .values(status=bindparam("b_status"))
+            .returning(*_EVENT_COLUMNS)
+        )
+        self.confirm: Update = (
+            events_table.update()
+            .where(
+                events_table.c.chain_id == bindparam("b_chain_id"),
+                events_table.c.status == "new",
+                events_table.c.block_number <= bindparam("b_block_number"),
+            )
+            .values(status="confirmed")
+            .returning(*_EVENT_COLUMNS)
+        )
+        self.delete_blocks_from: Delete = delete(blocks_table).where(
+            blocks_table.c.chain_id == bindparam("chain_id"),
+            blocks_table.c.number >= bindparam("number"),
+        )
+        self.delete_blocks_below: Delete = delete(blocks_table).where(
+            blocks_table.c.chain_id == bindparam("chain_id"),
+            blocks_table.c.number < bindparam("number"),
+        )
+
+
+def _upsert_checkpoint(conn: Connection, stmts: _Statements, checkpoint: Checkpoint) -> None:
+    conn.execute(
+        stmts.upsert_checkpoint,
+        {
+            "chain_id": checkpoint.chain_id,
+            "block_number": checkpoint.block_number,
+            "block_hash": checkpoint.block_hash,
+        },
+    )
+
+
+def _set_status(
+    conn: Connection,
+    stmts: _Statements,
+    chain_id: int,
+    block_hashes: Collection[str],
+    status: Status,
+) -> list[Sequence[Any]]:
+    hashes = list(block_hashes)
+    changed: list[Sequence[Any]] = []
+    for i in range(0, len(hashes), _IN_CHUNK):
+        result = conn.execute(
+            stmts.set_status,
+            {
+                "b_chain_id": chain_id,
+                "b_block_hashes": hashes[i : i + _IN_CHUNK],
+                "b_status": status,
+            },
+        )
+        changed.extend(result.all())
+    return changed
+
+
+def _stored(row: Sequence[Any]) -> StoredEvent:
+    """The StoredEvent of an events row (columns as in ``_EVENT_COLUMNS``)."""
+    (
+        row_id,
+        chain_id,
+        block_number,
+        block_hash,
+        transaction_hash,
+        transaction_index,
+        log_index,
+        address,
+        contract,
+        event_name,
+        args,
+        topics,
+        data,
+        error,
+        status,
+        historical,
+    ) = row
+    return StoredEvent(
+        id=row_id,
+        chain_id=chain_id,
+        log=Log(
+            address=address,
+            topics=tuple(json.loads(topics)),
+            data=data,
+            block_number=block_number,
+            block_hash=block_hash,
+            transaction_hash=transaction_hash,
+            transaction_index=transaction_index,
+            log_index=log_index,
+            removed=status == "removed",
+        ),
+        contract=contract,
+        event=event_name,
+        args=None if args is None else json.loads(args),
+        error=error,
+        status=cast(Status, status),
+        historical=bool(historical),
+    )
+
+
+_by_id: Final = attrgetter("id")
+
+
+def _stored_sorted(rows: Sequence[Sequence[Any]]) -> list[StoredEvent]:
+    # UPDATE ... RETURNING comes back in no particular order.
+    return sorted((_stored(r) for r in rows), key=_by_id)
+
+
+# --- engines ----------------------------------------------------------------------------------
+
+
+def _sqlite_engine(url: URL, *, in_memory: bool) -> Engine:
+    if in_memory:
+        # Every connection to ":memory:" is a database of its own: share one.
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        # Connections move between the daemon's worker threads, one thread at a time.
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+    sa_event.listen(engine, "connect", _sqlite_on_connect)
+    sa_event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" hook issue BEGIN itself: the sqlite3 module would otherwise
+    # begin lazily before the first INSERT/UPDATE only, so reads were outside the transaction.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    # A write takes the database's write lock at BEGIN: a deferred transaction that read first
+    # could not wait for the lock when it later writes (SQLITE_BUSY at once, whatever the timeout).
+    if conn.get_execution_options().get(_WRITE_OPTION):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def _postgresql_engine(url: URL, schema: str | None) -> Engine:
+    # pre_ping: a pooled connection that a server restart closed is replaced, not used.
+    engine = create_engine(url, pool_pre_ping=True)
+    if not hasattr(engine.dialect.loaded_dbapi, "RawCursor"):
+        raise StoreError(
+            "PostgreSQL storage needs psycopg 3.2 or newer (pip install 'psycopg>=3.2')"
+        )
+    if schema is not None:
+
+        def set_search_path(dbapi_connection: Any, _record: Any) -> None:
+            autocommit = dbapi_connection.autocommit
+            dbapi_connection.autocommit = True
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute(f'SET SESSION search_path TO "{schema}"')
+            dbapi_connection.autocommit = autocommit
+
+        # insert=True: before SQLAlchemy's own first-connect hook reads current_schema().
+        sa_event.listen(engine, "connect", set_search_path, insert=True)
+    return engine
+
+
+def _create_schema(url: URL, schema: str) -> None:
+    """Create a PostgreSQL schema if it is missing (on a connection of its own, not pooled)."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            exists = conn.execute(
+                text("SELECT 1 FROM pg_namespace WHERE nspname = :name"), {"name": schema}
+            ).first()
+            if exists is None:
+                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    finally:
+        engine.dispose()
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+def _redact(url: URL) -> str:
+    """The URL without password or query (where secrets may be), safe to log."""
+    return url.set(query={}).render_as_string(hide_password=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__
+
+
+def _reason(exc: BaseException) -> str:
+    """The database's own one-line reason, without SQLAlchemy's SQL and parameter dump."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return _first_line(exc.orig)
+    return _first_line(exc)
