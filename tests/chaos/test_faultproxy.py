@@ -176,7 +176,7 @@ def test_stall_for_seconds_ends_by_itself(proxy: FaultProxy, client: ClientConne
 
 def test_refuse_closes_new_connections_and_can_end(proxy: FaultProxy) -> None:
     proxy.refuse(True)
-    with pytest.raises((InvalidHandshake, ConnectionError, EOFError)):
+    with pytest.raises((InvalidHandshake, ConnectionClosed, ConnectionError, EOFError)):
         _client(proxy).close()
     assert proxy.faults()["refused"] == 1
     proxy.refuse(False)
