@@ -82,6 +82,8 @@ CONTRACTS = (
     WatchedContract("USDC-WETH", _address("replay USDC-WETH"), "UniswapV2Pair.json"),
 )
 _BY_NAME = {c.name: c for c in CONTRACTS}
+# The accounts that send and receive in the stream (a subscriber can filter on one of them).
+HOLDERS = tuple(_address(f"replay holder {i}") for i in range(500))
 
 
 def block_hash(number: int) -> str:
@@ -120,7 +122,7 @@ class _LogMaker:
 
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
-        self.holders = [_address(f"replay holder {i}") for i in range(500)]
+        self.holders = HOLDERS
 
     def _holder(self) -> str:
         return _topic_address(self.rng.choice(self.holders))
