@@ -14,6 +14,7 @@ import signal
 from collections.abc import Callable, Iterator
 
 from chainwatch.config import ChainSettings, Settings
+from chainwatch.core import rpc
 from chainwatch.core.abi import load_abi_file
 from chainwatch.core.sink import ChainStatus, EventSink, NullSink
 from chainwatch.core.watch import WatchSet
@@ -60,6 +61,7 @@ class Daemon:
     async def run(self) -> None:
         """Run until cancelled; fatal start-up errors (ChainwatchError) propagate."""
         settings = self.settings
+        rpc.cap_recursion_limit()
         store = await asyncio.to_thread(Store.open, settings.storage.url, schema=self.schema)
         self.store = store
         try:

@@ -9,6 +9,8 @@ adapters move the text.
 from __future__ import annotations
 
 import json
+import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +61,62 @@ def dumps(obj: JSON) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
+# The json module recurses in C once per nesting level, checked against the interpreter's
+# recursion limit. Some libraries raise that limit to 100,000 at import (py_ecc, which web3
+# brings): a peer sending 64 KiB of "[" would then overflow the C stack and kill the process.
+# Under SAFE_RECURSION_LIMIT the json module's own RecursionError is the guard; above it, text
+# that could nest deeper than MAX_JSON_DEPTH is measured before it is parsed.
+MAX_JSON_DEPTH = 256
+SAFE_RECURSION_LIMIT = 10_000
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = str.maketrans({"[": "1", "{": "1", "]": "0", "}": "0"})
+
+
+def loads(text: str | bytes) -> JSON:
+    """``json.loads`` for a peer's text: no NaN/Infinity, nesting at most MAX_JSON_DEPTH.
+
+    Raises ValueError (or UnicodeDecodeError) for anything that is not such JSON.
+    """
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8")
+    # Counting is fast; the depth scan runs only when the text could be too deep at all.
+    if (
+        sys.getrecursionlimit() > SAFE_RECURSION_LIMIT
+        and text.count("[") + text.count("{") > MAX_JSON_DEPTH
+        and _depth(text) > MAX_JSON_DEPTH
+    ):
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def cap_recursion_limit() -> None:
+    """Bring the recursion limit back under SAFE_RECURSION_LIMIT if an import raised it, so
+    that parsing a peer's deeply nested JSON fails cleanly (the daemon calls this at start)."""
+    if sys.getrecursionlimit() > SAFE_RECURSION_LIMIT:
+        sys.setrecursionlimit(SAFE_RECURSION_LIMIT)
+
+
+def _depth(text: str) -> int:
+    """How deep ``text`` nests (at least; more for unbalanced text), at C speed.
+
+    Strings are cut out, brackets become "1" (open) and "0" (close), then every pass of
+    ``replace("10", "")`` removes the innermost pairs: the number of passes is the depth.
+    """
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text)).translate(_DEPTH_STEP)
+    passes = 0
+    while brackets and passes <= MAX_JSON_DEPTH:
+        shorter = brackets.replace("10", "")
+        if len(shorter) == len(brackets):
+            break  # unbalanced: what is left opens at most this many more levels
+        brackets = shorter
+        passes += 1
+    return passes + brackets.count("1")
+
+
 def _reject_constant(name: str) -> Any:
     """``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (RFC 8259 section 6)."""
     raise ValueError(f"{name} is not a JSON value")
@@ -78,7 +136,7 @@ def parse_incoming(text: str | bytes) -> Response | Notification:
     notification of another method, a response without ``result`` or ``error``).
     """
     try:
-        msg = json.loads(text, parse_constant=_reject_constant)
+        msg = loads(text)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         # RecursionError: nesting deeper than the parser recurses is the peer's fault too.
         raise RemoteProtocolError(f"invalid JSON from peer: {exc}") from None
