@@ -63,6 +63,8 @@ MAX_MALFORMED = 100
 # Heads and logs of every session waiting for the pipeline. When full, sessions stop reading
 # (their sockets apply backpressure to the provider) until the pipeline catches up.
 INBOX_SIZE = 10_000
+# Stored block hashes remembered in memory, to recognise late logs and repeated heads.
+RECENT_BLOCKS = 256
 # Held logs of blocks whose head has not come are dropped this many blocks behind the tip.
 PENDING_HORIZON = 128
 
@@ -107,7 +109,10 @@ class ChainIngest:
             self.status.providers = [ProviderStatus(redact_url(u)) for u in chain.providers]
         self.exit_on_fatal = exit_on_fatal
         self.tip: Head | None = None  # newest block whose events are all stored
-        self.pending: dict[str, dict[int, Log]] = {}  # block hash -> log index -> held log
+        self.pending: dict[str, dict[int, Log]] = {}
+        self.recent: dict[
+            int, str
+        ] = {}  # number -> hash of the recent blocks stored  # block hash -> log index -> held log
         self.known_tokens: set[str] = set()
         self.conn: ProviderConnection | None = None  # the provider of the item in process
         self.tip_source: int | None = None  # the provider whose head is our tip
@@ -288,7 +293,9 @@ class ChainIngest:
             first = start
         else:
             fork = await self._verify_checkpoint(conn, checkpoint)
-            first = fork + 1
+            # Load the last few stored blocks again: a log that came after its block's head
+            # and was lost in a crash is found again; what is stored already is dropped.
+            first = max(0, fork + 1 - self.chain.confirmations)
         await self._load_range(conn, first, latest.number, historical=historical, end_head=latest)
 
     async def _verify_checkpoint(self, conn: ProviderConnection, checkpoint: Checkpoint) -> int:
@@ -377,12 +384,14 @@ class ChainIngest:
         self.stats["logs"] += 1
         if entry.removed:
             return  # reorgs are found from the heads; the orphaned logs are marked then
-        tip = self.tip
-        if tip is not None and entry.block_number <= tip.number:
-            # Its block is stored: a duplicate, or a late log of the tip.
-            if entry.block_hash == tip.hash:
-                await self._commit(self._route([entry], historical=False), None)
+        if self.recent.get(entry.block_number) == entry.block_hash:
+            # Its block is stored already: a duplicate (dropped by the store), or a log that
+            # came after its block's head — logs and heads are separate subscriptions, and a
+            # node may send a block's logs after later heads (anvil does, after a reorg).
+            await self._commit(self._route([entry], historical=False), None)
             return
+        # Not of a block we stored: its head is still to come (or it is an orphan's, and is
+        # forgotten PENDING_HORIZON blocks later).
         self.pending.setdefault(entry.block_hash, {})[entry.log_index] = entry
 
     async def _on_head(self, conn: ProviderConnection, head: Head, source: int) -> None:
@@ -399,8 +408,8 @@ class ChainIngest:
         if tip is None or (head.number == tip.number + 1 and head.parent_hash == tip.hash):
             await self._advance(head)
             return
-        if head.hash == tip.hash:
-            return  # the same head again
+        if self.recent.get(head.number) == head.hash:
+            return  # a head we stored already
         current = await self._block(conn, hex(tip.number), missing_ok=True)
         if current is None:
             return  # this provider has not reached our tip: it lags, it does not disagree
@@ -477,6 +486,8 @@ class ChainIngest:
             self.store.reorg, chain_id, orphaned, checkpoint, fork + 1
         )
         self.tip = fork_head
+        for number in [n for n in self.recent if n > fork]:
+            del self.recent[number]
         log.warning(
             "%s: reorg: fork at block %d, %d events removed", self.chain.name, fork, len(changed)
         )
@@ -502,6 +513,11 @@ class ChainIngest:
             await self._remember_tokens(self.conn, events)
         checkpoint = Checkpoint(chain_id, head.number, head.hash) if head is not None else None
         blocks = [head] if head is not None else []
+        if head is not None:
+            self.recent[head.number] = head.hash
+            if len(self.recent) > 2 * RECENT_BLOCKS:
+                floor = head.number - RECENT_BLOCKS
+                self.recent = {n: h for n, h in self.recent.items() if n > floor}
         stored = await asyncio.to_thread(self.store.write_batch, events, checkpoint, blocks)
         self.stats["events"] += len(stored)
         changed: list[StoredEvent] = list(stored)
