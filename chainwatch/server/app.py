@@ -453,7 +453,7 @@ class Server:
             await client.writable()
             if client.closing or sub.buffer is None:
                 return
-        self._hub.end_replay(sub, upto, recent)
+        self.stats["replay_buffered"] += self._hub.end_replay(sub, upto, recent)
         self._flush((client,))
 
 

@@ -1,0 +1,33 @@
+// ethers v6 against chainwatch: contract.on("Transfer", ...) over a WebSocketProvider, exactly as
+// a dApp would against a node. Prints "ready" once the subscription is in place, then one JSON
+// line per Transfer, and exits after COUNT of them.
+//
+// usage: node ethers_transfers.mjs URL TOKEN_ADDRESS COUNT
+import { Contract, WebSocketProvider } from "ethers";
+
+const [url, address, count] = process.argv.slice(2);
+const provider = new WebSocketProvider(url);
+const abi = ["event Transfer(address indexed from, address indexed to, uint256 value)"];
+const token = new Contract(address, abi, provider);
+let seen = 0;
+const timer = setTimeout(() => {
+  console.error(`timed out after ${seen} transfers`);
+  process.exit(2);
+}, 30000);
+
+await token.on("Transfer", async (from, to, value, payload) => {
+  const log = payload.log;
+  console.log(JSON.stringify({
+    from, to, value: value.toString(), blockNumber: log.blockNumber, index: log.index,
+    removed: log.removed, transactionHash: log.transactionHash,
+  }));
+  seen += 1;
+  if (seen === Number(count)) {
+    clearTimeout(timer);
+    await provider.destroy();
+    process.exit(0);
+  }
+});
+// Requests are answered in order on the socket: once this one is, eth_subscribe was handled.
+const chainId = await provider.send("eth_chainId", []);
+console.log(JSON.stringify({ ready: true, chainId }));
