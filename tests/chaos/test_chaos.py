@@ -498,3 +498,61 @@ def test_random_faults_during_reorgs_and_kills(tmp_path: Path, anvil: Anvil) -> 
         for proxy in h.proxies:
             h.figures.add_faults(proxy.faults())
         h.check_promise()
+
+
+def _healthz(port: int) -> tuple[int, dict[str, Any]]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _connected(body: dict[str, Any]) -> int:
+    chain = next(iter(body["chains"].values()))
+    return int(chain["providers_connected"])
+
+
+def _wait_health(
+    port: int, want_status: int, want_connected: int, what: str, timeout: float = 30
+) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        status, body = _healthz(port)
+        return body if status == want_status and _connected(body) == want_connected else None
+
+    body: dict[str, Any] = wait_until(check, timeout, what, interval=0.1)
+    return body
+
+
+def test_healthz_reflects_provider_loss_and_recovery(tmp_path: Path, anvil: Anvil) -> None:
+    with harness(tmp_path, anvil, "healthz", proxies=2) as h:
+        h.start()
+        h.wait_caught_up("the start")
+        match = wait_until(
+            lambda: re.search(r"serving ws://127\.0\.0\.1:(\d+)", h.log_tail(100_000)),
+            30,
+            "the server to listen",
+        )
+        port = int(match.group(1))
+        first, second = h.proxies
+        _wait_health(port, 200, 2, "both providers up")
+        # Losing one provider of two is invisible: still healthy.
+        first.refuse(True)
+        first.drop_all()
+        _wait_health(port, 200, 1, "one provider down, still 200")
+        second.refuse(True)
+        second.drop_all()
+        _wait_health(port, 503, 0, "503 with every provider down")
+        h.traffic_steps(6)  # blocks while no provider is reachable
+        first.refuse(False)
+        second.refuse(False)
+        _wait_health(port, 200, 2, "recovery", timeout=60)
+        h.wait_caught_up("the gap fill after recovery")
+        assert "no provider connected" in h.log_tail(100_000)
+        h.stop()
+        for proxy in h.proxies:
+            h.figures.add_faults(proxy.faults())
+        h.check_promise()
