@@ -77,6 +77,7 @@ def write_config(
     from_block: int | None = None,
     abi_dir: Path = ABI_DIR,
     confirmations: int = 2,
+    getlogs_max_range: int = 2000,
     extra_server: str = "",
 ) -> Path:
     """A chainwatch config watching ``contracts`` on one chain served by ``provider_url``."""
@@ -94,6 +95,7 @@ def write_config(
         f"chain_id = {chain_id}",
         f"providers = [{json.dumps(provider_url)}]",
         f"confirmations = {confirmations}",
+        f"getlogs_max_range = {getlogs_max_range}",
         "",
     ]
     for contract in contracts:
