@@ -27,6 +27,7 @@ params (the message names the field), -32005 over the rate or subscription limit
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -71,6 +72,33 @@ _SUBSCRIPTIONS_ONLY = (
     "chainwatch serves subscriptions only (eth_subscribe, chainwatch_subscribe); "
     "{method} is not available"
 )
+
+
+# No request nests deeper, and none holds more arrays and objects. The JSON parser recurses in
+# C once per level: these bounds, checked without recursion before parsing, keep a 64 KiB
+# message of "[" from exhausting the stack, and keep the check itself cheap.
+MAX_DEPTH = 32
+MAX_CONTAINERS = 4096
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string, escapes included
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+def nesting_error(text: str) -> str | None:
+    """Why ``text`` is too deeply nested or too big a tree to parse, or None if it is not."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return None
+    outside_strings = _STRING.sub("", text)
+    brackets = outside_strings.encode("utf-8", "surrogatepass").translate(None, _NOT_BRACKETS)
+    if len(brackets) > 2 * MAX_CONTAINERS:
+        return f"more than {MAX_CONTAINERS} arrays and objects"
+    # Strip the innermost pairs, one level per pass: a request is a few levels deep.
+    for _ in range(MAX_DEPTH):
+        inner = brackets.replace(b"[]", b"").replace(b"{}", b"")
+        if inner == brackets:
+            # Unbalanced: not JSON. The parser says where, if it is not made to recurse deep.
+            return "unbalanced brackets" if len(brackets) > MAX_DEPTH else None
+        brackets = inner
+    return f"nested deeper than {MAX_DEPTH} arrays or objects" if brackets else None
 
 
 def new_subscription_id() -> str:
@@ -184,9 +212,14 @@ class Session:
         outcome = Outcome()
         try:
             text = message.decode("utf-8") if isinstance(message, bytes) else message
+            too_big = nesting_error(text)
+            if too_big is not None:
+                raise ValueError(too_big)
             obj = json.loads(text)
         except (ValueError, RecursionError) as exc:
-            # UnicodeDecodeError is a ValueError; RecursionError: nesting too deep to parse.
+            # UnicodeDecodeError is a ValueError; RecursionError: a safety net, as deep nesting
+            # is refused before parsing. Garbage costs its sender a request of its budget.
+            self.bucket.take(now)
             outcome.counts.append(PARSE_ERROR)
             reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
             outcome.reply = rpc.encode_error(None, rpc.PARSE_ERROR, f"parse error: {reason}")
