@@ -191,7 +191,11 @@ def _count_main(url: str, method: str | None, params: list[Any], expected: int, 
                         message = await ws.recv()
                 except TimeoutError:
                     break
-                received += 1 if method is None else len(notification_events(message))
+                if method is None:
+                    received += 1
+                else:  # confirmations of events already counted come later: not counted
+                    events = notification_events(message)
+                    received += sum(1 for e in events if e.get("status", "new") == "new")
                 last = time.time()
             conn.send((received, last))
 
