@@ -395,6 +395,7 @@ class Server:
                 self._hub.unsubscribe(client, effect.id)
             elif isinstance(effect, Subscribe):
                 sub = self._hub.subscribe(client, effect.id, effect.spec)
+                self.stats["subscriptions"] += 1
                 if sub.buffer is not None:
                     await self._replay(client, sub, self._hub.high_water)
 
