@@ -1,0 +1,1 @@
+"""Benchmarks of chainwatch against its baselines; see ``python -m benchmarks``."""
