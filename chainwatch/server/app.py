@@ -93,6 +93,7 @@ class Server:
         self._tokens: dict[tuple[int, str], tuple[TokenInfo | None, float]] = {}
         self._per_ip: collections.Counter[str] = collections.Counter()
         self._ws: WsServer | None = None
+        self._port: int | None = None
         self._tasks: asyncio.TaskGroup | None = None
         self._clients: set[Client] = set()
 
@@ -127,6 +128,7 @@ class Server:
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise ChainwatchError(f"cannot listen on {s.host}:{s.port}: {reason}") from None
+        self._port = int(self._ws.sockets[0].getsockname()[1])
         scheme = "wss" if tls is not None else "ws"
         log.info("serving %s://%s:%d", scheme, s.host, self.port)
         if not s.tokens and not _loopback(s.host):
@@ -151,10 +153,10 @@ class Server:
 
     @property
     def port(self) -> int:
-        """The bound port (after :meth:`start`)."""
-        if self._ws is None:
+        """The bound port (after :meth:`start`; still known once closed)."""
+        if self._port is None:
             raise RuntimeError("the server is not started")
-        return int(self._ws.sockets[0].getsockname()[1])
+        return self._port
 
     async def serve_forever(self) -> None:
         """Accept connections and fan out events until cancelled (or :meth:`close`); then

@@ -191,8 +191,11 @@ class Harness:
         return f"{scheme}://127.0.0.1:{self.server.port}"
 
     @contextlib.asynccontextmanager
-    async def serving(self) -> AsyncIterator[Server]:
-        server = Server(self.settings, self.store, self.statuses)
+    async def serving(self, port: int | None = None) -> AsyncIterator[Server]:
+        settings = self.settings
+        if port is not None:  # e.g. the port of a server that was stopped, to restart it
+            settings = replace(settings, server=replace(settings.server, port=port))
+        server = Server(settings, self.store, self.statuses)
         await server.start()
         self.server = server
         self.dev.sinks.append(server)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -24,6 +25,7 @@ from tests.server.conftest import (
 
 async def test_node_methods(harness: Harness) -> None:
     async with harness.serving(), rpc_client(harness.url) as client:
+        assert not client.ws.protocol.extensions  # no permessage-deflate unless configured
         assert await client.call("eth_chainId") == hex(CHAIN_ID)
         assert await client.call("net_version", []) == str(CHAIN_ID)
         assert (await client.request("eth_blockNumber"))["error"]["code"] == -32002
@@ -238,3 +240,19 @@ async def test_unsubscribe_stops_notifications(harness: Harness) -> None:
         assert note["subscription"] == kept
         harness.dev.transfers(8)
         assert (await client.notification())["subscription"] == kept
+
+
+async def test_with_compression(tmp_path: Any) -> None:
+    # permessage-deflate: one compressor per client, so frames go through websockets itself.
+    harness = Harness(tmp_path, compression=True)
+    try:
+        async with harness.serving(), rpc_client(harness.url, compression="deflate") as client:
+            assert client.ws.protocol.extensions  # negotiated
+            sub = await client.call("chainwatch_subscribe", [{}])
+            stored = harness.dev.transfers(1, 2, 3)
+            results = await client.results(3, sub)
+            assert [r["id"] for r in results] == [e.id for e in stored]
+        async with harness.serving(), rpc_client(harness.url, compression=None) as plain:
+            assert await plain.call("eth_chainId") == hex(CHAIN_ID)
+    finally:
+        harness.close()
