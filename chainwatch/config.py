@@ -26,6 +26,8 @@ MODES = ("race", "failover")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+# SQLAlchemy's sqlite URLs, with or without a driver: sqlite:///rel.db, sqlite+pysqlite:///rel.db
+_SQLITE_URL_RE = re.compile(r"^(sqlite(?:\+[A-Za-z0-9_]+)?:///)(.*)$", re.DOTALL)
 
 T = TypeVar("T")
 
@@ -35,6 +37,8 @@ def redact_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         netloc = parts.hostname or ""
+        if ":" in netloc:  # an IPv6 literal keeps its brackets (RFC 3986 section 3.2.2)
+            netloc = f"[{netloc}]"
         if parts.port is not None:
             netloc = f"{netloc}:{parts.port}"
     except ValueError:
@@ -143,6 +147,8 @@ def load_settings(path: str | os.PathLike[str]) -> Settings:
         raise ConfigError(shown, "", "file not found") from None
     except OSError as exc:
         raise ConfigError(shown, "", f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(shown, "", "cannot read: not UTF-8 text") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -250,20 +256,35 @@ class _Reader:
         if not chains:
             raise self.fail("chains", "at least one [[chains]] table is required")
         names = [c.name for c in chains]
+        ids = [c.chain_id for c in chains]
         for i, chain in enumerate(chains):
             if names.index(chain.name) != i:
                 raise self.fail(f"chains[{i}].name", f"duplicate chain name {chain.name!r}")
+            # Checkpoints and statuses are kept per chain id: two chains cannot share one.
+            if ids.index(chain.chain_id) != i:
+                raise self.fail(
+                    f"chains[{i}].chain_id",
+                    f"chain id {chain.chain_id} is also chains[{ids.index(chain.chain_id)}]",
+                )
         contracts = tuple(
             self.contract(t, f"contracts[{i}].", names)
             for i, t in enumerate(self.tables(raw, "contracts"))
         )
         seen: dict[str, int] = {}
+        watched: dict[tuple[str, str], str] = {}
         for i, contract in enumerate(contracts):
             if contract.name in seen:
                 raise self.fail(
                     f"contracts[{i}].name", f"duplicate contract name {contract.name!r}"
                 )
             seen[contract.name] = i
+            # A chain's watch set holds one entry per address: a second would replace the first.
+            other = watched.setdefault((contract.chain, contract.address), contract.name)
+            if other != contract.name:
+                raise self.fail(
+                    f"contracts[{i}].address",
+                    f"already watched as {other!r} on chain {contract.chain!r}",
+                )
         wallets = tuple(
             self.wallet(t, f"wallets[{i}].", names)
             for i, t in enumerate(self.tables(raw, "wallets"))
@@ -278,14 +299,15 @@ class _Reader:
 
     def storage(self, t: dict[str, Any]) -> StorageSettings:
         self.check_keys(t, "storage.", {"url"})
-        url = self.get(t, "storage.", "url", str, StorageSettings.url)
+        url = self.get(t, "storage.", "url", str, StorageSettings().url)
         if "://" not in url:
             raise self.fail("storage.url", "not a database URL (e.g. sqlite:///chainwatch.db)")
-        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        sqlite = _SQLITE_URL_RE.match(url)
+        if sqlite:
             # A relative SQLite path is taken relative to the config file, like ABI paths.
-            rel = url[len("sqlite:///") :]
+            prefix, rel = sqlite.groups()
             if rel and rel != ":memory:" and not rel.startswith("/"):
-                url = "sqlite:///" + str(self.base / rel)
+                url = prefix + str(self.base / rel)
         return StorageSettings(url)
 
     def server(self, t: dict[str, Any]) -> ServerSettings:
@@ -316,7 +338,13 @@ class _Reader:
         tokens_file = self.get(t, p, "tokens_file", str, None)
         if tokens_file is not None:
             path = self.existing_file(f"{p}tokens_file", tokens_file)
-            tokens += [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise self.fail(f"{p}tokens_file", f"cannot read: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise self.fail(f"{p}tokens_file", "cannot read: not UTF-8 text") from None
+            tokens += [ln.strip() for ln in text.splitlines() if ln.strip()]
         for i, token in enumerate(tokens):
             if not token or any(ch.isspace() for ch in token):
                 raise self.fail(f"{p}tokens[{i}]", "a token must be non-empty without spaces")
@@ -416,6 +444,8 @@ class _Reader:
         except AbiError as exc:
             raise self.fail(f"{p}abi", str(exc)) from None
         events = self.strings(t, p, "events", None)
+        if events == ():
+            raise self.fail(f"{p}events", "at least one event (leave it out to watch them all)")
         if events is not None:
             known = {e.name for e in abi_events}
             for i, ev in enumerate(events):
@@ -433,6 +463,8 @@ class _Reader:
             raise self.fail(f"{p}addresses", "at least one address is required")
         checked = tuple(self.address(f"{p}addresses[{i}]", a) for i, a in enumerate(addresses))
         standards = self.strings(t, p, "standards", STANDARDS)
+        if not standards:
+            raise self.fail(f"{p}standards", f"at least one of {', '.join(STANDARDS)}")
         for i, std in enumerate(standards):
             if std not in STANDARDS:
                 raise self.fail(f"{p}standards[{i}]", f"must be one of {', '.join(STANDARDS)}")
