@@ -6,6 +6,7 @@ nodes send them (``eth_subscribe`` / ``eth_getLogs``); decoding turns them into 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -131,14 +132,18 @@ def _checksum(address: str) -> str:
 # --- parsing node JSON (the peer may be wrong: errors are RemoteProtocolError) --------------
 
 
+# Plain ASCII hex digits only: int() and bytes.fromhex() would also take "_", spaces and
+# non-ASCII digits, none of which a node may send (Ethereum JSON-RPC "hex encoding").
+_HEX_DIGITS = re.compile(r"[0-9a-fA-F]*")
+
+
 def _hex_int(obj: dict[str, JSON], key: str) -> int:
     value = obj.get(key)
     if not isinstance(value, str) or not value.startswith(("0x", "0X")):
         raise RemoteProtocolError(f"{key}: expected a 0x-hex quantity, got {value!r:.80}")
-    try:
-        return int(value, 16)
-    except ValueError:
-        raise RemoteProtocolError(f"{key}: not hex: {value!r:.80}") from None
+    if len(value) == 2 or not _HEX_DIGITS.fullmatch(value, 2):
+        raise RemoteProtocolError(f"{key}: not hex: {value!r:.80}")
+    return int(value[2:], 16)
 
 
 def _hex_str(obj: dict[str, JSON], key: str, nbytes: int | None = None) -> str:
@@ -148,10 +153,8 @@ def _hex_str(obj: dict[str, JSON], key: str, nbytes: int | None = None) -> str:
     body = value[2:]
     if len(body) % 2 or (nbytes is not None and len(body) != 2 * nbytes):
         raise RemoteProtocolError(f"{key}: wrong length: {value!r:.80}")
-    try:
-        bytes.fromhex(body)
-    except ValueError:
-        raise RemoteProtocolError(f"{key}: not hex: {value!r:.80}") from None
+    if not _HEX_DIGITS.fullmatch(body):
+        raise RemoteProtocolError(f"{key}: not hex: {value!r:.80}")
     return "0x" + body.lower()
 
 
@@ -166,6 +169,8 @@ def parse_log(obj: JSON) -> Log:
     for i, topic in enumerate(topics):
         parsed_topics.append(_hex_str({f"topics[{i}]": topic}, f"topics[{i}]", 32))
     removed = obj.get("removed", False)
+    if not isinstance(removed, bool):  # bool("false") would be True
+        raise RemoteProtocolError(f"removed: expected a boolean, got {removed!r:.80}")
     return Log(
         address=_hex_str(obj, "address", 20),
         topics=tuple(parsed_topics),
@@ -175,7 +180,7 @@ def parse_log(obj: JSON) -> Log:
         transaction_hash=_hex_str(obj, "transactionHash", 32),
         transaction_index=_hex_int(obj, "transactionIndex"),
         log_index=_hex_int(obj, "logIndex"),
-        removed=bool(removed),
+        removed=removed,
     )
 
 

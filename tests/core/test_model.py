@@ -1,0 +1,246 @@
+"""Node JSON in (parse_log, parse_head), the one JSON form of an event out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from eth_utils.address import to_checksum_address
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chainwatch.core.model import Head, Log, StoredEvent, parse_head, parse_log
+from chainwatch.errors import RemoteProtocolError
+
+ADDRESS = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
+BLOCK_HASH = "0x" + "ab" * 32
+TX_HASH = "0x" + "cd" * 32
+TRANSFER = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
+
+
+def node_log(**changes: Any) -> dict[str, Any]:
+    """A log as a node sends it, with some members replaced (or removed when set to ...)."""
+    log = {
+        "address": ADDRESS,
+        "topics": [TRANSFER, "0x" + "00" * 12 + "11" * 20, "0x" + "00" * 12 + "22" * 20],
+        "data": "0x" + "00" * 31 + "01",
+        "blockNumber": "0x11",
+        "blockHash": BLOCK_HASH,
+        "transactionHash": TX_HASH,
+        "transactionIndex": "0x0",
+        "logIndex": "0x1",
+        "removed": False,
+    }
+    log.update(changes)
+    return {k: v for k, v in log.items() if v is not ...}
+
+
+def test_parse_log() -> None:
+    assert parse_log(node_log()) == Log(
+        address=ADDRESS,
+        topics=(TRANSFER, "0x" + "00" * 12 + "11" * 20, "0x" + "00" * 12 + "22" * 20),
+        data="0x" + "00" * 31 + "01",
+        block_number=17,
+        block_hash=BLOCK_HASH,
+        transaction_hash=TX_HASH,
+        transaction_index=0,
+        log_index=1,
+        removed=False,
+    )
+
+
+def test_parse_log_normalises_case_and_defaults_removed() -> None:
+    log = parse_log(
+        node_log(
+            address=to_checksum_address(ADDRESS),
+            blockHash=BLOCK_HASH.upper().replace("0X", "0x"),
+            blockNumber="0X1F",
+            data="0xABCD",
+            removed=...,
+        )
+    )
+    assert log.address == ADDRESS
+    assert log.block_hash == BLOCK_HASH
+    assert log.block_number == 31
+    assert log.data == "0xabcd"
+    assert log.removed is False
+    assert parse_log(node_log(removed=True)).removed is True
+    assert parse_log(node_log(topics=[], data="0x")).topics == ()
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"address": ...}, "address"),
+        ({"address": "0x" + "11" * 19}, "address"),
+        ({"address": "0x" + "11" * 21}, "address"),
+        ({"address": "11" * 20}, "address"),
+        ({"address": "0x" + "zz" * 20}, "address"),
+        ({"address": 5}, "address"),
+        ({"topics": ...}, "topics"),
+        ({"topics": "0x00"}, "topics"),
+        ({"topics": [TRANSFER] * 5}, "topics"),
+        ({"topics": [TRANSFER, "0x1234"]}, r"topics\[1\]"),
+        ({"topics": [None]}, r"topics\[0\]"),
+        ({"topics": [TRANSFER[:-2] + "g0"]}, r"topics\[0\]"),
+        ({"data": ...}, "data"),
+        ({"data": "0x123"}, "data"),
+        ({"data": "0xab  cd"}, "data"),  # bytes.fromhex would skip the spaces
+        ({"data": "abcd"}, "data"),
+        ({"data": None}, "data"),
+        ({"blockNumber": ...}, "blockNumber"),
+        ({"blockNumber": None}, "blockNumber"),  # a pending log
+        ({"blockNumber": 17}, "blockNumber"),
+        ({"blockNumber": "17"}, "blockNumber"),
+        ({"blockNumber": "0x"}, "blockNumber"),
+        ({"blockNumber": "0xg"}, "blockNumber"),
+        ({"blockNumber": "0x-1"}, "blockNumber"),
+        ({"blockNumber": "0x1_0"}, "blockNumber"),  # int() would read 16
+        ({"blockNumber": "0x1 "}, "blockNumber"),  # int() would strip the space
+        ({"blockNumber": "0x\u0663"}, "blockNumber"),  # int() reads an Arabic-Indic 3
+        ({"blockHash": ...}, "blockHash"),
+        ({"blockHash": "0x" + "ab" * 31}, "blockHash"),
+        ({"transactionHash": TX_HASH + "00"}, "transactionHash"),
+        ({"transactionHash": None}, "transactionHash"),
+        ({"transactionIndex": ...}, "transactionIndex"),
+        ({"transactionIndex": 0}, "transactionIndex"),
+        ({"logIndex": ...}, "logIndex"),
+        ({"logIndex": "1"}, "logIndex"),
+        ({"removed": "false"}, "removed"),  # bool("false") is True
+        ({"removed": 0}, "removed"),
+    ],
+)
+def test_parse_log_names_the_bad_field(changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(RemoteProtocolError, match=f"^{field}: "):
+        parse_log(node_log(**changes))
+
+
+@pytest.mark.parametrize("obj", [None, [], "0x", 1])
+def test_parse_log_wants_an_object(obj: Any) -> None:
+    with pytest.raises(RemoteProtocolError, match=r"^log: expected an object"):
+        parse_log(obj)
+
+
+def test_parse_log_error_is_cut_short() -> None:
+    with pytest.raises(RemoteProtocolError) as info:
+        parse_log(node_log(data="0x" + "z" * 10_000))
+    assert len(str(info.value)) < 120
+
+
+hex32 = st.binary(min_size=32, max_size=32).map(lambda b: "0x" + b.hex())
+logs = st.builds(
+    Log,
+    address=st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex()),
+    topics=st.lists(hex32, max_size=4).map(tuple),
+    data=st.binary(max_size=200).map(lambda b: "0x" + b.hex()),
+    block_number=st.integers(min_value=0, max_value=2**64 - 1),
+    block_hash=hex32,
+    transaction_hash=hex32,
+    transaction_index=st.integers(min_value=0, max_value=2**32),
+    log_index=st.integers(min_value=0, max_value=2**32),
+    removed=st.booleans(),
+)
+
+
+@given(logs)
+def test_log_round_trips_through_the_node_form(log: Log) -> None:
+    assert parse_log(log.to_rpc()) == log
+
+
+def test_log_key() -> None:
+    assert parse_log(node_log()).key == (BLOCK_HASH, 1)
+
+
+# --- heads -----------------------------------------------------------------------------------
+
+
+def test_parse_head() -> None:
+    raw = {
+        "number": "0x10",
+        "hash": BLOCK_HASH,
+        "parentHash": TX_HASH,
+        "timestamp": "0x6553f100",
+        "miner": ADDRESS,
+    }
+    head = parse_head(raw)
+    assert head == Head(16, BLOCK_HASH, TX_HASH, 0x6553F100)
+    assert head.raw == raw
+    assert parse_head({"number": "0x0", "hash": BLOCK_HASH, "parentHash": TX_HASH}).timestamp == 0
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"number": None}, "number"),
+        ({"number": "0xq"}, "number"),
+        ({"hash": "0x12"}, "hash"),
+        ({"parentHash": 1}, "parentHash"),
+        ({"timestamp": "1700000000"}, "timestamp"),
+    ],
+)
+def test_parse_head_names_the_bad_field(changes: dict[str, Any], field: str) -> None:
+    raw = {"number": "0x10", "hash": BLOCK_HASH, "parentHash": TX_HASH, **changes}
+    with pytest.raises(RemoteProtocolError, match=f"^{field}: "):
+        parse_head(raw)
+
+
+def test_parse_head_wants_an_object() -> None:
+    with pytest.raises(RemoteProtocolError, match=r"^head: expected an object"):
+        parse_head(["0x10"])
+
+
+# --- the JSON form ---------------------------------------------------------------------------
+
+JSON_KEYS = [
+    "id",
+    "chain_id",
+    "block_number",
+    "block_hash",
+    "transaction_hash",
+    "transaction_index",
+    "log_index",
+    "address",
+    "contract",
+    "event",
+    "args",
+    "status",
+]
+
+
+def test_stored_event_json_form() -> None:
+    log = parse_log(node_log())
+    args = {"from": to_checksum_address("0x" + "11" * 20), "value": "1"}
+    event = StoredEvent(42, 31337, log, "Token", "Transfer", args, None, "new", historical=True)
+    assert event.to_json() == {
+        "id": 42,
+        "chain_id": 31337,
+        "block_number": 17,
+        "block_hash": BLOCK_HASH,
+        "transaction_hash": TX_HASH,
+        "transaction_index": 0,
+        "log_index": 1,
+        "address": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        "contract": "Token",
+        "event": "Transfer",
+        "args": args,
+        "status": "new",
+    }
+    assert list(event.to_json()) == JSON_KEYS
+
+
+def test_stored_event_json_form_of_an_undecoded_log() -> None:
+    log = parse_log(node_log(removed=True))
+    event = StoredEvent(7, 1, log, "Token", None, None, "data too short", "removed")
+    out = event.to_json()
+    assert list(out) == [*JSON_KEYS, "error"]
+    assert out["event"] is None
+    assert out["args"] is None
+    assert out["error"] == "data too short"
+    assert out["status"] == "removed"
+
+
+@given(logs, st.sampled_from(["new", "confirmed", "removed"]))
+def test_stored_event_address_is_eip55(log: Log, status: Any) -> None:
+    out = StoredEvent(1, 1, log, None, None, None, None, status).to_json()
+    assert out["address"] == to_checksum_address(log.address)
+    assert list(out) == JSON_KEYS
