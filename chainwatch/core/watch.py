@@ -71,8 +71,8 @@ class WatchSet:
         watched = []
         for name, address, events, only, from_block in contracts:
             decoder = AbiDecoder(events, only)
-            selected = [e for e in events if only is None or e.name in only]
-            anonymous = any(e.anonymous for e in selected)
+            # The decoder's own selection: ``only`` may name events by signature as well.
+            anonymous = decoder.has_anonymous
             topic0s = None if anonymous or only is None else frozenset(decoder.topic0s)
             watched.append(WatchedContract(name, address.lower(), decoder, topic0s, from_block))
         addresses = [a for addrs, _, _ in wallets for a in addrs]
@@ -107,7 +107,9 @@ class WatchSet:
             if not everything:
                 flt["topics"] = [sorted(topic0s)]
             filters.append(flt)
-        if self.wallet_topics:
+        # Without a standard a wallet watch matches nothing; its filters would have an empty
+        # topic0 list, which nodes read as "any topic0".
+        if self.wallet_topics and self.standards:
             wallets = sorted(self.wallet_topics)
             t20_721 = [TRANSFER_TOPIC0] if self.standards & {"erc20", "erc721"} else []
             t1155 = (
