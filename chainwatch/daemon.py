@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from chainwatch.config import ChainSettings, Settings
 from chainwatch.core import rpc
@@ -57,6 +58,8 @@ class Daemon:
         self.server: object | None = None
         self.ingests: list[ChainIngest] = []
         self.started = asyncio.Event()
+        # One thread for every write: chains share it, so writes reach the database in order.
+        self.store_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
 
     async def run(self) -> None:
         """Run until cancelled; fatal start-up errors (ChainwatchError) propagate."""
@@ -85,6 +88,7 @@ class Daemon:
                         sink,
                         self.statuses[chain.chain_id],
                         exit_on_fatal=True,
+                        store_executor=self.store_executor,
                     )
                 )
             try:
@@ -102,8 +106,7 @@ class Daemon:
                 raise
         finally:
             # Let a write already handed to the store's thread finish before closing it.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(asyncio.get_running_loop().shutdown_default_executor())
+            await asyncio.shield(asyncio.to_thread(self.store_executor.shutdown, wait=True))
             store.close()
 
     @property

@@ -11,6 +11,7 @@
     │   └── RpcErrorResponse            the peer answered with a JSON-RPC error object
     ├── ProviderError                   a provider cannot be used
     │   ├── ProviderUnreachable         connecting failed or the connection dropped
+    │   │   └── RequestTimeout          a request got no answer in time
     │   └── WrongChain                  the provider reports another chain id
     └── StoreError                      the database refused an operation
 
@@ -74,6 +75,10 @@ class ProviderError(ChainwatchError):
 
 class ProviderUnreachable(ProviderError):
     """Connecting to a provider failed, or its connection dropped."""
+
+
+class RequestTimeout(ProviderUnreachable):
+    """A request to a provider got no answer in time."""
 
 
 class WrongChain(ProviderError):

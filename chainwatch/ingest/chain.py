@@ -19,12 +19,14 @@ Only after the store commits are events handed to the sink.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from chainwatch.config import ChainSettings, redact_url
 from chainwatch.core.model import (
@@ -45,6 +47,7 @@ from chainwatch.errors import (
     ProviderError,
     ProviderUnreachable,
     RemoteProtocolError,
+    RequestTimeout,
     RpcErrorResponse,
     WrongChain,
 )
@@ -52,6 +55,7 @@ from chainwatch.ingest.provider import ProviderConnection
 from chainwatch.store import Store
 
 log = logging.getLogger("chainwatch.ingest")
+T = TypeVar("T")
 
 # Recent canonical block hashes kept (in the store's blocks table) beyond the confirmation depth.
 REORG_WINDOW = 64
@@ -65,6 +69,10 @@ MAX_MALFORMED = 100
 INBOX_SIZE = 10_000
 # Stored block hashes remembered in memory, to recognise late logs and repeated heads.
 RECENT_BLOCKS = 256
+# Seconds to wait for a token's symbol() or decimals(); a contract that loops is no token.
+TOKEN_CALL_TIMEOUT = 5.0
+# Events stored `new` kept in memory until confirmed (beyond it they are read back when needed).
+MAX_UNCONFIRMED = 100_000
 # Held logs of blocks whose head has not come are dropped this many blocks behind the tip.
 PENDING_HORIZON = 128
 
@@ -99,6 +107,7 @@ class ChainIngest:
         status: ChainStatus | None = None,
         *,
         exit_on_fatal: bool = False,
+        store_executor: Executor | None = None,
     ) -> None:
         self.chain = chain
         self.watch = watch
@@ -109,14 +118,15 @@ class ChainIngest:
             self.status.providers = [ProviderStatus(redact_url(u)) for u in chain.providers]
         self.exit_on_fatal = exit_on_fatal
         self.tip: Head | None = None  # newest block whose events are all stored
-        self.pending: dict[str, dict[int, Log]] = {}
-        self.recent: dict[
-            int, str
-        ] = {}  # number -> hash of the recent blocks stored  # block hash -> log index -> held log
+        self.store_executor = store_executor
+        self.unconfirmed: dict[int, StoredEvent] = {}  # id -> stored event still `new`
+        self.pending: dict[str, dict[int, Log]] = {}  # block hash -> log index -> held log
+        self.recent: dict[int, str] = {}  # number -> hash of the recent blocks stored
         self.known_tokens: set[str] = set()
         self.conn: ProviderConnection | None = None  # the provider of the item in process
         self.tip_source: int | None = None  # the provider whose head is our tip
         self.failed_at_start: set[int] = set()
+        self.connected_once: set[int] = set()
         self.inbox: asyncio.Queue[_Item] = asyncio.Queue(INBOX_SIZE)
         self.caught_up = asyncio.Event()
         self.block_time: float | None = None  # seconds, observed from head timestamps
@@ -159,7 +169,9 @@ class ChainIngest:
                 except (ProviderError, RemoteProtocolError, RpcErrorResponse) as exc:
                     pstatus.last_error = str(exc)
                     log.warning("%s: %s", self.chain.name, exc)
-                    if not self.caught_up.is_set():
+                    if not self.caught_up.is_set() and index not in self.connected_once:
+                        # Never reached: at start, that is the user's to fix (a wrong URL,
+                        # a provider down). One that connected and then failed is retried.
                         self.failed_at_start.add(index)
                         if self.exit_on_fatal and len(self.failed_at_start) == len(
                             self.chain.providers
@@ -194,6 +206,7 @@ class ChainIngest:
                 log_subs.add(await conn.subscribe(["logs", flt]))
             pstatus.connected = True
             pstatus.last_error = None
+            self.connected_once.add(index)
             log.info("%s: connected to %s", chain.name, conn.shown)
             # Subscribed first, caught up second: what arrives meanwhile waits in the inbox.
             await self.inbox.put(_Item("connected", conn, index, None))
@@ -279,7 +292,7 @@ class ChainIngest:
     async def _catch_up(self, conn: ProviderConnection, *, historical: bool) -> None:
         """Bring the store from its checkpoint (or ``from_block``) up to the provider's head."""
         chain_id = self.chain.chain_id
-        checkpoint = await asyncio.to_thread(self.store.checkpoint, chain_id)
+        checkpoint = await self._db(self.store.checkpoint, chain_id)
         latest = await self._block(conn, "latest")
         self.status.head = latest
         self.status.last_head_at = time.monotonic()
@@ -451,7 +464,7 @@ class ChainIngest:
         """Walk back from ``from_number`` to the highest stored block that is still canonical;
         mark the events above it that are not canonical ``removed``. Returns the fork number."""
         chain_id = self.chain.chain_id
-        window = await asyncio.to_thread(
+        window = await self._db(
             self.store.recent_blocks, chain_id, self.chain.confirmations + REORG_WINDOW
         )
         fork = -1
@@ -469,7 +482,7 @@ class ChainIngest:
             fork = max(0, oldest)
             fork_head = await self._block(conn, hex(fork))
         # Stored events above the fork whose block is not canonical are orphaned.
-        above = await asyncio.to_thread(self.store.query, chain_id=chain_id, from_block=fork + 1)
+        above = await self._db(self.store.query, chain_id=chain_id, from_block=fork + 1)
         orphaned: set[str] = set()
         canonical_hash: dict[int, str | None] = {}
         for event in above:
@@ -482,15 +495,15 @@ class ChainIngest:
             if canonical_hash[number] != event.log.block_hash:
                 orphaned.add(event.log.block_hash)
         checkpoint = Checkpoint(chain_id, fork_head.number, fork_head.hash)
-        changed = await asyncio.to_thread(
-            self.store.reorg, chain_id, orphaned, checkpoint, fork + 1
-        )
+        changed = await self._db(self.store.reorg, chain_id, orphaned, checkpoint, fork + 1)
         self.tip = fork_head
         for number in [n for n in self.recent if n > fork]:
             del self.recent[number]
         log.warning(
             "%s: reorg: fork at block %d, %d events removed", self.chain.name, fork, len(changed)
         )
+        for event in changed:
+            self.unconfirmed.pop(event.id, None)
         if changed:
             self.sink.on_events(chain_id, changed)
         return fork
@@ -518,19 +531,58 @@ class ChainIngest:
             if len(self.recent) > 2 * RECENT_BLOCKS:
                 floor = head.number - RECENT_BLOCKS
                 self.recent = {n: h for n, h in self.recent.items() if n > floor}
-        stored = await asyncio.to_thread(self.store.write_batch, events, checkpoint, blocks)
+        if checkpoint is None:
+            stored = await self._db(self.store.write_batch, events, None, blocks)
+            confirmed: list[StoredEvent] = []
+        else:
+            depth = head.number - self.chain.confirmations + 1 if head is not None else -1
+            committed = await self._db(
+                functools.partial(
+                    self.store.commit_block,
+                    events,
+                    checkpoint,
+                    blocks,
+                    confirm_through=depth if depth >= 0 else None,
+                )
+            )
+            stored = committed.inserted
+            confirmed = await self._confirmed(committed.confirmed_ids)
         self.stats["events"] += len(stored)
-        changed: list[StoredEvent] = list(stored)
+        for event in stored:
+            if event.status == "new":
+                self.unconfirmed[event.id] = event
         if head is not None:
-            depth = head.number - self.chain.confirmations + 1
-            if depth >= 0:
-                changed += await asyncio.to_thread(self.store.confirm_up_to, chain_id, depth)
             keep_from = head.number - self.chain.confirmations - REORG_WINDOW
             if keep_from > 0 and head.number % 16 == 0:
-                await asyncio.to_thread(self.store.prune_blocks, chain_id, keep_from)
+                await self._db(self.store.prune_blocks, chain_id, keep_from)
+        changed = stored + confirmed
         if changed:
             self.sink.on_events(chain_id, changed)
         return stored
+
+    async def _confirmed(self, ids: list[int]) -> list[StoredEvent]:
+        """The events of ``ids``, just confirmed: from memory, or read back if not there."""
+        out = []
+        missing = []
+        for event_id in ids:
+            event = self.unconfirmed.pop(event_id, None)
+            if event is None:
+                missing.append(event_id)
+            else:
+                out.append(replace(event, status="confirmed"))
+        if missing:
+            out += await self._db(self.store.by_ids, missing)
+            out.sort(key=lambda e: e.id)
+        if len(self.unconfirmed) > MAX_UNCONFIRMED:
+            self.unconfirmed.clear()  # read back from the store when confirmed, then
+        return out
+
+    async def _db(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a store call in the store's thread (one writer, in order)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.store_executor, functools.partial(call, *args, **kwargs)
+        )
 
     async def _block(self, conn: ProviderConnection, tag: str, *, missing_ok: bool = False) -> Any:
         result = await conn.request("eth_getBlockByNumber", [tag, False])
@@ -562,20 +614,22 @@ class ChainIngest:
             if entry.topics[0] != TRANSFER_TOPIC0 or event.error is not None:
                 continue
             self.known_tokens.add(entry.address)
-            if (
-                await asyncio.to_thread(self.store.token, self.chain.chain_id, entry.address)
-                is None
-            ):
+            if await self._db(self.store.token, self.chain.chain_id, entry.address) is None:
                 symbol, decimals = await self.token_metadata(conn, entry.address)
-                await asyncio.to_thread(
+                await self._db(
                     self.store.save_token, self.chain.chain_id, entry.address, symbol, decimals
                 )
 
 
 async def _call(conn: ProviderConnection, address: str, selector: str) -> bytes | None:
     try:
-        result = await conn.request("eth_call", [{"to": address, "data": selector}, "latest"])
-    except RpcErrorResponse:
+        result = await conn.request(
+            "eth_call",
+            [{"to": address, "data": selector}, "latest"],
+            answer_within=TOKEN_CALL_TIMEOUT,
+        )
+    except (RpcErrorResponse, RequestTimeout):
+        # Reverted, or a contract that runs until the node gives up: not a token we can read.
         return None
     if not isinstance(result, str) or not result.startswith("0x"):
         return None

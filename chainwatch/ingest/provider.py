@@ -26,6 +26,7 @@ from chainwatch.errors import (
     ChainwatchError,
     ProviderUnreachable,
     RemoteProtocolError,
+    RequestTimeout,
     RpcErrorResponse,
 )
 
@@ -120,8 +121,12 @@ class ProviderConnection:
                 await self._reader
         self._fail_all(ProviderUnreachable(f"{self.shown}: connection closed"))
 
-    async def request(self, method: str, params: list[Any]) -> Any:
-        """Send a request and await its result; RpcErrorResponse for an error answer."""
+    async def request(
+        self, method: str, params: list[Any], *, answer_within: float | None = None
+    ) -> Any:
+        """Send a request and await its result; RpcErrorResponse for an error answer,
+        RequestTimeout after ``answer_within`` seconds (default: the request timeout)."""
+        timeout = self.request_timeout if answer_within is None else answer_within
         if self._closed_error is not None:
             raise self._as_unreachable(self._closed_error)
         assert self._ws is not None, "use `async with`"
@@ -130,11 +135,11 @@ class ProviderConnection:
         self._pending[request_id] = future
         try:
             await self._ws.send(rpc.encode_request(request_id, method, params))
-            async with asyncio.timeout(self.request_timeout):
+            async with asyncio.timeout(timeout):
                 return await future
         except TimeoutError:
-            raise ProviderUnreachable(
-                f"{self.shown}: no answer to {method} within {self.request_timeout:g} s"
+            raise RequestTimeout(
+                f"{self.shown}: no answer to {method} within {timeout:g} s"
             ) from None
         except websockets.exceptions.WebSocketException as exc:
             raise ProviderUnreachable(f"{self.shown}: {_describe(exc)}") from None

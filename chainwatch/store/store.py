@@ -37,7 +37,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import Any, Final, cast
 
@@ -111,6 +111,15 @@ _EVENT_COLUMNS = (
 #: encoder for every value (that was a third of the cost of a write). Decoded args are trees of
 #: JSON values, never circular.
 _dumps: Final = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What :meth:`Store.commit_block` did: the events it inserted (``confirmed`` where deep
+    enough already) and the ids of earlier events it confirmed."""
+
+    inserted: list[StoredEvent]
+    confirmed_ids: list[int]
 
 
 class Store:
@@ -235,6 +244,57 @@ class Store:
         A stored event's ``log.removed`` says whether its status is ``removed``; a log passed in
         with ``removed=True`` is stored as a ``new`` event all the same.
         """
+        with self._write() as conn:
+            return self._write_events(conn, events, checkpoint, blocks)
+
+    def commit_block(
+        self,
+        events: Sequence[DecodedEvent],
+        checkpoint: Checkpoint,
+        blocks: Sequence[Head] = (),
+        *,
+        confirm_through: int | None = None,
+    ) -> Committed:
+        """What the daemon does per block (or history chunk), in ONE transaction: the events,
+        the blocks, the checkpoint, and the confirmation of every ``new`` event of the chain at
+        or below ``confirm_through``.
+
+        Inserted events at or below ``confirm_through`` come back ``confirmed``; events stored
+        earlier that this confirms come back as ids only, so that no row is read and parsed
+        again on the hot path (the caller knows them, or asks :meth:`by_ids`).
+        """
+        with self._write() as conn:
+            inserted = self._write_events(conn, events, checkpoint, blocks)
+            confirmed_ids: list[int] = []
+            if confirm_through is not None:
+                changed = conn.execute(
+                    self._statements.confirm_ids,
+                    {"b_chain_id": checkpoint.chain_id, "b_block_number": confirm_through},
+                ).scalars()
+                fresh = {e.id for e in inserted}
+                confirmed_ids = sorted(i for i in changed if i not in fresh)
+        if confirm_through is not None:
+            inserted = [
+                replace(e, status="confirmed") if e.log.block_number <= confirm_through else e
+                for e in inserted
+            ]
+        return Committed(inserted, confirmed_ids)
+
+    def by_ids(self, ids: Collection[int]) -> list[StoredEvent]:
+        """The stored events with these ids, ordered by id."""
+        if not ids:
+            return []
+        stmt = select(*_EVENT_COLUMNS).where(events_table.c.id.in_(sorted(ids)))
+        with self._read() as conn:
+            return _stored_sorted(conn.execute(stmt).all())
+
+    def _write_events(
+        self,
+        conn: Connection,
+        events: Sequence[DecodedEvent],
+        checkpoint: Checkpoint | None,
+        blocks: Sequence[Head],
+    ) -> list[StoredEvent]:
         block_chain = self._block_chain(events, checkpoint, blocks)
         rows = [
             (
@@ -256,23 +316,22 @@ class Store:
             for e in events
         ]  # in the order of bulk.EVENT_INSERT_COLUMNS
         stmts = self._statements
-        with self._write() as conn:
-            inserted = bulk.insert_events(conn, rows) if rows else []
-            if blocks:
-                conn.execute(
-                    stmts.upsert_blocks,
-                    [
-                        {
-                            "chain_id": block_chain,
-                            "number": b.number,
-                            "hash": b.hash,
-                            "parent_hash": b.parent_hash,
-                        }
-                        for b in blocks
-                    ],
-                )
-            if checkpoint is not None:
-                _upsert_checkpoint(conn, stmts, checkpoint)
+        inserted = bulk.insert_events(conn, rows) if rows else []
+        if blocks:
+            conn.execute(
+                stmts.upsert_blocks,
+                [
+                    {
+                        "chain_id": block_chain,
+                        "number": b.number,
+                        "hash": b.hash,
+                        "parent_hash": b.parent_hash,
+                    }
+                    for b in blocks
+                ],
+            )
+        if checkpoint is not None:
+            _upsert_checkpoint(conn, stmts, checkpoint)
         if not inserted:
             return []
         # RETURNING gives no order; match rows to the events they came from by their identity.
@@ -538,6 +597,16 @@ class _Statements:
             )
             .values(status=bindparam("b_status"))
             .returning(*_EVENT_COLUMNS)
+        )
+        self.confirm_ids: Update = (
+            events_table.update()
+            .where(
+                events_table.c.chain_id == bindparam("b_chain_id"),
+                events_table.c.status == "new",
+                events_table.c.block_number <= bindparam("b_block_number"),
+            )
+            .values(status="confirmed")
+            .returning(events_table.c.id)
         )
         self.confirm: Update = (
             events_table.update()

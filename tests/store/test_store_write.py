@@ -328,3 +328,41 @@ def test_a_removed_log_passed_in_is_stored_as_a_new_event(store: Store) -> None:
     [stored] = store.write_batch([flagged], None)
     assert stored.status == "new" and stored.log == decoded.log
     assert store.query() == [stored]
+
+
+def test_commit_block_writes_and_confirms_in_one_transaction(store: Store) -> None:
+    first = store.commit_block(block_events(1, 2), checkpoint(1), [head(1)])
+    assert [e.status for e in first.inserted] == ["new", "new"] and first.confirmed_ids == []
+    store.write_batch([event(1, 5, chain_id=5)], None)  # another chain: never confirmed here
+    # Block 3 commits and confirms everything at or below block 2, block 1's events by id.
+    second = store.commit_block(block_events(2, 1), checkpoint(2), [head(2)])
+    third = store.commit_block(block_events(3, 2), checkpoint(3), [head(3)], confirm_through=2)
+    assert third.confirmed_ids == sorted(
+        [e.id for e in first.inserted] + [e.id for e in second.inserted]
+    )
+    assert [e.status for e in third.inserted] == ["new", "new"]
+    assert store.checkpoint(1) == checkpoint(3)
+    statuses = {(s.log.block_number, s.status) for s in store.query(chain_id=1)}
+    assert statuses == {(1, "confirmed"), (2, "confirmed"), (3, "new")}
+    assert [s.status for s in store.query(chain_id=5)] == ["new"]
+    # A history chunk deep enough is inserted confirmed at once, and reported so.
+    chunk = store.commit_block(block_events(4, 2), checkpoint(4), confirm_through=4)
+    assert [e.status for e in chunk.inserted] == ["confirmed", "confirmed"]
+    assert chunk.confirmed_ids == sorted(e.id for e in third.inserted)
+    assert [s.status for s in store.by_ids([e.id for e in chunk.inserted])] == ["confirmed"] * 2
+
+
+def test_commit_block_is_all_or_nothing(store: Store) -> None:
+    store.commit_block(block_events(1, 1), checkpoint(1), [head(1)])
+    bad = event(2, 0)
+    broken = DecodedEvent(bad.chain_id, bad.log, bad.contract, bad.event, {"x": object()})
+    with pytest.raises(TypeError):
+        store.commit_block([event(2, 1), broken], checkpoint(2), [head(2)], confirm_through=1)
+    assert store.checkpoint(1) == checkpoint(1)
+    assert [s.status for s in store.query(chain_id=1)] == ["new"]
+
+
+def test_by_ids(store: Store) -> None:
+    stored = store.write_batch(block_events(1, 3), checkpoint(1))
+    assert store.by_ids([]) == []
+    assert store.by_ids([stored[2].id, stored[0].id, 10**9]) == [stored[0], stored[2]]
