@@ -28,6 +28,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
+    text,
 )
 
 from chainwatch.core.model import STATUSES
@@ -75,6 +76,14 @@ events = Table(
     Index(None, "chain_id", "block_number"),
     Index(None, "contract", "event"),
     Index(None, "status"),
+    # The events still `new`: what each block's confirmation looks for (migration 0002).
+    Index(
+        "ix_events_unconfirmed",
+        "chain_id",
+        "block_number",
+        sqlite_where=text("status = 'new'"),
+        postgresql_where=text("status = 'new'"),
+    ),
 )
 
 checkpoints = Table(

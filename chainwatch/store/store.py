@@ -558,6 +558,11 @@ class Store:
         return chain
 
 
+# A literal, not a bound parameter: the planner then knows the partial index of unconfirmed
+# events (``ix_events_unconfirmed``) applies.
+_STATUS_IS_NEW = text("events.status = 'new'")
+
+
 class _Statements:
     """The write statements, built once per store so SQLAlchemy compiles each one once."""
 
@@ -602,7 +607,7 @@ class _Statements:
             events_table.update()
             .where(
                 events_table.c.chain_id == bindparam("b_chain_id"),
-                events_table.c.status == "new",
+                _STATUS_IS_NEW,
                 events_table.c.block_number <= bindparam("b_block_number"),
             )
             .values(status="confirmed")
@@ -612,7 +617,7 @@ class _Statements:
             events_table.update()
             .where(
                 events_table.c.chain_id == bindparam("b_chain_id"),
-                events_table.c.status == "new",
+                _STATUS_IS_NEW,
                 events_table.c.block_number <= bindparam("b_block_number"),
             )
             .values(status="confirmed")

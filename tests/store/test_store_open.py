@@ -35,7 +35,7 @@ def test_open_creates_the_schema_at_head(store: Store, backend: Backend) -> None
     assert {"events", "checkpoints", "blocks", "tokens", "alembic_version"} <= table_names(backend)
     engine = backend.engine()
     with engine.connect() as conn:
-        assert current_revision(conn) == head_revision() == "0001"
+        assert current_revision(conn) == head_revision() == "0002"
     engine.dispose()
 
 
