@@ -25,7 +25,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from chainwatch.config import ChainSettings, redact_url
@@ -67,6 +67,9 @@ MAX_MALFORMED = 100
 # Heads and logs of every session waiting for the pipeline. When full, sessions stop reading
 # (their sockets apply backpressure to the provider) until the pipeline catches up.
 INBOX_SIZE = 10_000
+# At most this much is grouped into one transaction while the inbox has more waiting.
+GROUP_MAX_BLOCKS = 64
+GROUP_MAX_EVENTS = 5_000
 # Stored block hashes remembered in memory, to recognise late logs and repeated heads.
 RECENT_BLOCKS = 256
 # Seconds to wait for a token's symbol() or decimals(); a contract that loops is no token.
@@ -119,6 +122,8 @@ class ChainIngest:
         self.exit_on_fatal = exit_on_fatal
         self.tip: Head | None = None  # newest block whose events are all stored
         self.store_executor = store_executor
+        self.group_heads: list[Head] = []  # blocks advanced to, not yet committed
+        self.group_events: list[DecodedEvent] = []
         self.unconfirmed: dict[int, StoredEvent] = {}  # id -> stored event still `new`
         self.pending: dict[str, dict[int, Log]] = {}  # block hash -> log index -> held log
         self.recent: dict[int, str] = {}  # number -> hash of the recent blocks stored
@@ -261,7 +266,9 @@ class ChainIngest:
         # Live already (a reconnect, or another provider): fill what we missed, if anything.
         latest = await self._block(conn, "latest")
         if latest.number > self.tip.number:
-            await self._on_head(conn, latest, source)
+            # Not as a live head: blocks mined before this connection subscribed have their
+            # logs in no notification, so they are fetched, never taken from what is held.
+            await self._on_head(conn, latest, source, live=False)
 
     def _stale_after(self) -> float:
         """Seconds without a new head after which the connection is recycled: the configured
@@ -407,7 +414,9 @@ class ChainIngest:
         # forgotten PENDING_HORIZON blocks later).
         self.pending.setdefault(entry.block_hash, {})[entry.log_index] = entry
 
-    async def _on_head(self, conn: ProviderConnection, head: Head, source: int) -> None:
+    async def _on_head(
+        self, conn: ProviderConnection, head: Head, source: int, *, live: bool = True
+    ) -> None:
         self.stats["heads"] += 1
         tip = self.tip
         if tip is not None and head.number <= tip.number and source != self.tip_source:
@@ -418,7 +427,7 @@ class ChainIngest:
         self.status.head = head if tip is None or head.number >= tip.number else self.status.head
         self.status.last_head_at = time.monotonic()
         self.tip_source = source
-        if tip is None or (head.number == tip.number + 1 and head.parent_hash == tip.hash):
+        if tip is None or (live and head.number == tip.number + 1 and head.parent_hash == tip.hash):
             await self._advance(head)
             return
         if self.recent.get(head.number) == head.hash:
@@ -441,12 +450,39 @@ class ChainIngest:
         self._released(head)
 
     async def _advance(self, head: Head) -> None:
-        """Commit the held logs of ``head`` with the checkpoint moved to it."""
+        """Commit the held logs of ``head`` with the checkpoint moved to it.
+
+        When more is already waiting in the inbox (a burst, a fast chain), consecutive blocks
+        are grouped into one transaction, up to GROUP_MAX_BLOCKS or GROUP_MAX_EVENTS; with an
+        empty inbox the block commits at once, so grouping never adds latency.
+        """
         held = self.pending.pop(head.hash, {})
-        logs = [held[i] for i in sorted(held)]
-        await self._commit(self._route(logs, historical=False), head)
+        self.group_events += self._route([held[i] for i in sorted(held)], historical=False)
+        self.group_heads.append(head)
         self.tip = head
-        self._released(head)
+        self._remember(head)
+        if (
+            self.inbox.empty()
+            or len(self.group_heads) >= GROUP_MAX_BLOCKS
+            or len(self.group_events) >= GROUP_MAX_EVENTS
+        ):
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Commit the grouped blocks, then tell the sink of their heads."""
+        if not self.group_heads:
+            return
+        heads, events = self.group_heads, self.group_events
+        self.group_heads, self.group_events = [], []
+        await self._write(events, heads[-1], heads)
+        for head in heads:
+            self._released(head)
+
+    def _remember(self, head: Head) -> None:
+        self.recent[head.number] = head.hash
+        if len(self.recent) > 2 * RECENT_BLOCKS:
+            floor = head.number - RECENT_BLOCKS
+            self.recent = {n: h for n, h in self.recent.items() if n > floor}
 
     def _released(self, head: Head) -> None:
         """``head`` and everything below it are stored: forget held logs, tell the sink."""
@@ -463,6 +499,7 @@ class ChainIngest:
     async def _rewind(self, conn: ProviderConnection, from_number: int) -> int:
         """Walk back from ``from_number`` to the highest stored block that is still canonical;
         mark the events above it that are not canonical ``removed``. Returns the fork number."""
+        await self._flush()
         chain_id = self.chain.chain_id
         window = await self._db(
             self.store.recent_blocks, chain_id, self.chain.confirmations + REORG_WINDOW
@@ -519,18 +556,21 @@ class ChainIngest:
         return events
 
     async def _commit(self, events: list[DecodedEvent], head: Head | None) -> list[StoredEvent]:
-        """One transaction: the events, the head in the block window, the checkpoint. Then the
-        confirmations it brings, then the sink."""
+        """Commit grouped blocks first (order), then ``events`` and ``head`` (if any)."""
+        await self._flush()
+        if head is not None:
+            self._remember(head)
+        return await self._write(events, head, [head] if head is not None else [])
+
+    async def _write(
+        self, events: list[DecodedEvent], head: Head | None, blocks: list[Head]
+    ) -> list[StoredEvent]:
+        """One transaction: the events, the blocks in the window, the checkpoint at ``head``
+        and the confirmations it brings. Then the sink."""
         chain_id = self.chain.chain_id
         if self.conn is not None:
             await self._remember_tokens(self.conn, events)
         checkpoint = Checkpoint(chain_id, head.number, head.hash) if head is not None else None
-        blocks = [head] if head is not None else []
-        if head is not None:
-            self.recent[head.number] = head.hash
-            if len(self.recent) > 2 * RECENT_BLOCKS:
-                floor = head.number - RECENT_BLOCKS
-                self.recent = {n: h for n, h in self.recent.items() if n > floor}
         if checkpoint is None:
             stored = await self._db(self.store.write_batch, events, None, blocks)
             confirmed: list[StoredEvent] = []
@@ -555,7 +595,10 @@ class ChainIngest:
             keep_from = head.number - self.chain.confirmations - REORG_WINDOW
             if keep_from > 0 and head.number % 16 == 0:
                 await self._db(self.store.prune_blocks, chain_id, keep_from)
-        changed = stored + confirmed
+        # Every event reaches the sink first as `new` (first seen), then as `confirmed`, even
+        # when it was deep enough to be stored confirmed at once (history, grouped blocks).
+        first_seen = [e.with_status("new") if e.status == "confirmed" else e for e in stored]
+        changed = first_seen + [e for e in stored if e.status == "confirmed"] + confirmed
         if changed:
             self.sink.on_events(chain_id, changed)
         return stored
@@ -569,7 +612,7 @@ class ChainIngest:
             if event is None:
                 missing.append(event_id)
             else:
-                out.append(replace(event, status="confirmed"))
+                out.append(event.with_status("confirmed"))
         if missing:
             out += await self._db(self.store.by_ids, missing)
             out.sort(key=lambda e: e.id)

@@ -65,6 +65,9 @@ REPLAY_RECENT = 10_000
 TOKEN_MISS_TTL = 30.0
 TOKEN_CACHE_SIZE = 10_000
 CLOSE_TIMEOUT = 5.0
+# Connections the kernel queues before they are accepted: thousands of clients reconnecting at
+# once after a restart must not have their SYNs dropped (the kernel caps it at somaxconn).
+BACKLOG = 4096
 
 
 class Server:
@@ -124,6 +127,7 @@ class Server:
                 logger=ws_logger,
                 create_connection=connection_class,
                 ssl=tls,
+                backlog=BACKLOG,
             )
         except OSError as exc:
             reason = exc.strerror or str(exc)
@@ -348,6 +352,9 @@ class Server:
 
     async def _handle(self, conn: ServerConnection) -> None:
         assert isinstance(conn, Connection)
+        if conn.request is not None:
+            # The handshake's headers are not read again; they are about 2 KiB a connection.
+            conn.request.headers.clear()
         s = self.settings.server
         client = Client(
             conn,

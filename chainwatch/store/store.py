@@ -113,6 +113,11 @@ _EVENT_COLUMNS = (
 _dumps: Final = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 
+def _topics_json(topics: Sequence[str]) -> str:
+    """``_dumps(topics)`` for topics already checked to be 0x-hex (nothing to escape)."""
+    return '["' + '","'.join(topics) + '"]' if topics else "[]"
+
+
 @dataclass(frozen=True, slots=True)
 class Committed:
     """What :meth:`Store.commit_block` did: the events it inserted (``confirmed`` where deep
@@ -264,20 +269,17 @@ class Store:
         again on the hot path (the caller knows them, or asks :meth:`by_ids`).
         """
         with self._write() as conn:
-            inserted = self._write_events(conn, events, checkpoint, blocks)
+            inserted = self._write_events(conn, events, checkpoint, blocks, confirm_through)
             confirmed_ids: list[int] = []
             if confirm_through is not None:
-                changed = conn.execute(
-                    self._statements.confirm_ids,
-                    {"b_chain_id": checkpoint.chain_id, "b_block_number": confirm_through},
-                ).scalars()
-                fresh = {e.id for e in inserted}
-                confirmed_ids = sorted(i for i in changed if i not in fresh)
-        if confirm_through is not None:
-            inserted = [
-                replace(e, status="confirmed") if e.log.block_number <= confirm_through else e
-                for e in inserted
-            ]
+                # Events inserted above were given their status already: `new` rows left at
+                # or below confirm_through are earlier ones.
+                confirmed_ids = sorted(
+                    conn.execute(
+                        self._statements.confirm_ids,
+                        {"b_chain_id": checkpoint.chain_id, "b_block_number": confirm_through},
+                    ).scalars()
+                )
         return Committed(inserted, confirmed_ids)
 
     def by_ids(self, ids: Collection[int]) -> list[StoredEvent]:
@@ -294,8 +296,12 @@ class Store:
         events: Sequence[DecodedEvent],
         checkpoint: Checkpoint | None,
         blocks: Sequence[Head],
+        confirm_through: int | None = None,
     ) -> list[StoredEvent]:
+        """Insert ``events`` (``confirmed`` at or below ``confirm_through``, else ``new``), the
+        blocks and the checkpoint on ``conn``; returns the inserted events ordered by id."""
         block_chain = self._block_chain(events, checkpoint, blocks)
+        deep = -1 if confirm_through is None else confirm_through
         rows = [
             (
                 e.chain_id,
@@ -308,10 +314,11 @@ class Store:
                 e.contract,
                 e.event,
                 None if e.args is None else _dumps(e.args),
-                _dumps(e.log.topics),
+                _topics_json(e.log.topics),
                 e.log.data,
                 e.error,
                 e.historical,
+                "confirmed" if e.log.block_number <= deep else "new",
             )
             for e in events
         ]  # in the order of bulk.EVENT_INSERT_COLUMNS
@@ -341,15 +348,15 @@ class Store:
             e = by_key[(chain_id, block_hash, log_index)]
             out.append(
                 StoredEvent(
-                    id=row_id,
-                    chain_id=e.chain_id,
-                    log=e.log if not e.log.removed else replace(e.log, removed=False),
-                    contract=e.contract,
-                    event=e.event,
-                    args=e.args,
-                    error=e.error,
-                    status="new",
-                    historical=e.historical,
+                    row_id,
+                    e.chain_id,
+                    e.log if not e.log.removed else replace(e.log, removed=False),
+                    e.contract,
+                    e.event,
+                    e.args,
+                    e.error,
+                    "confirmed" if e.log.block_number <= deep else "new",
+                    e.historical,
                 )
             )
         out.sort(key=_by_id)
