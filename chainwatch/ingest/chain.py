@@ -92,7 +92,7 @@ def backoff(initial: float = 0.5, maximum: float = 30.0) -> Any:
 class _Item:
     """What a session hands to the pipeline: a (re)connection, a head or a log."""
 
-    kind: str  # "connected" | "head" | "log"
+    kind: str  # "connected" | "head" | "log" | "suspect" (an unreadable log came)
     conn: ProviderConnection
     source: int  # index of the provider
     value: Head | Log | None
@@ -122,6 +122,7 @@ class ChainIngest:
         self.exit_on_fatal = exit_on_fatal
         self.tip: Head | None = None  # newest block whose events are all stored
         self.store_executor = store_executor
+        self.suspect = False  # an unreadable log notification came: fetch the next block whole
         self.group_heads: list[Head] = []  # blocks advanced to, not yet committed
         self.group_events: list[DecodedEvent] = []
         self.unconfirmed: dict[int, StoredEvent] = {}  # id -> stored event still `new`
@@ -231,7 +232,13 @@ class ChainIngest:
                     if note.subscription == heads_sub:
                         await self.inbox.put(_Item("head", conn, index, parse_head(note.result)))
                     elif note.subscription in log_subs:
-                        await self.inbox.put(_Item("log", conn, index, parse_log(note.result)))
+                        try:
+                            entry = parse_log(note.result)
+                        except RemoteProtocolError:
+                            # A watched log we cannot read: the next block is fetched whole.
+                            await self.inbox.put(_Item("suspect", conn, index, None))
+                            raise
+                        await self.inbox.put(_Item("log", conn, index, entry))
                     else:
                         raise RemoteProtocolError(f"unknown subscription {note.subscription!r:.40}")
                 except RemoteProtocolError as exc:
@@ -245,6 +252,8 @@ class ChainIngest:
             try:
                 if item.kind == "connected":
                     await self._on_connect(item.conn, item.source)
+                elif item.kind == "suspect":
+                    await self._on_suspect(item.conn)
                 elif item.kind == "head":
                     assert isinstance(item.value, Head)
                     await self._on_head(item.conn, item.value, item.source)
@@ -414,6 +423,15 @@ class ChainIngest:
         # forgotten PENDING_HORIZON blocks later).
         self.pending.setdefault(entry.block_hash, {})[entry.log_index] = entry
 
+    async def _on_suspect(self, conn: ProviderConnection) -> None:
+        """A watched log came that we cannot read. Its block is the tip (heads may come before
+        their logs) or the next one: fetch the tip's logs now, and the next block's whole."""
+        self.suspect = True
+        tip = self.tip
+        if tip is not None and self.recent.get(tip.number) == tip.hash:
+            logs = await self._get_logs(conn, {"blockHash": tip.hash})
+            await self._commit(self._route(logs, historical=False), None)
+
     async def _on_head(
         self, conn: ProviderConnection, head: Head, source: int, *, live: bool = True
     ) -> None:
@@ -457,7 +475,12 @@ class ChainIngest:
         empty inbox the block commits at once, so grouping never adds latency.
         """
         held = self.pending.pop(head.hash, {})
-        self.group_events += self._route([held[i] for i in sorted(held)], historical=False)
+        logs = [held[i] for i in sorted(held)]
+        if self.suspect and self.conn is not None:
+            # A log notification before this head was unreadable: ask for the block's logs.
+            logs = await self._get_logs(self.conn, {"blockHash": head.hash})
+            self.suspect = False
+        self.group_events += self._route(logs, historical=False)
         self.group_heads.append(head)
         self.tip = head
         self._remember(head)

@@ -197,7 +197,7 @@ class ProviderConnection:
         if future is None or future.done():
             self.malformed += 1
             self._limiter.warn(
-                "unmatched", "%s: skipped a reply to no request (id %r:.40)", self.shown, msg.id
+                "unmatched", "%s: skipped a reply to no request (id %.40r)", self.shown, msg.id
             )
             return
         if msg.error is not None:

@@ -34,7 +34,14 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any
 
-from tests.chaos.wsframe import TEXT, FrameError, FrameReader, MessageAssembler, encode_frame
+from tests.chaos.wsframe import (
+    TEXT,
+    Frame,
+    FrameError,
+    FrameReader,
+    MessageAssembler,
+    encode_frame,
+)
 
 HOST = "127.0.0.1"
 # Block tags with a number the proxy knows without asking the node.
@@ -179,7 +186,8 @@ class _Link:
                     await self._write(self.client, frame.raw[: max(1, len(frame.raw) // 2)])
                     self.abort()
                     return
-                await self._write(self.client, frame.raw)
+                corrupted = self.proxy._corrupt(frame)
+                await self._write(self.client, corrupted if corrupted is not None else frame.raw)
             data = await reader.read(65536)
             if not data:
                 return
@@ -219,6 +227,7 @@ class FaultProxy:
         self._resume_handle: asyncio.TimerHandle | None = None
         self._refusing = False
         self._cut_pending = False
+        self._corrupt_pending = 0
         self._getlogs_limit: int | None = None
         self._chaos: asyncio.Task[None] | None = None
 
@@ -289,6 +298,16 @@ class FaultProxy:
         """Stop random faults and undo any stall or refusal in force."""
         self._run(self._calm())
 
+    def corrupt_logs(self, count: int) -> None:
+        """Spoil the ``data`` of the next ``count`` log notifications to any client (bad hex),
+        as a buggy provider would: the log is then unreadable where it should have been."""
+        self._run(self._set("_corrupt_pending", count))
+
+    def inject(self, *texts: str) -> int:
+        """Send each text as a frame to every WebSocket client, as if the target had sent it
+        (between whole frames); returns how many frames were sent."""
+        return int(self._run(self._inject(texts)))
+
     def faults(self) -> dict[str, int]:
         """How many of each fault were injected (and ``connections`` accepted)."""
         with self._lock:
@@ -310,8 +329,30 @@ class FaultProxy:
     async def _set(self, name: str, value: object) -> None:
         setattr(self, name, value)
 
+    async def _inject(self, texts: tuple[str, ...]) -> int:
+        sent = 0
+        for link in list(self._links):
+            if link.websocket:
+                for text in texts:
+                    await link._write(link.client, encode_frame(TEXT, text.encode()))
+                    self._count("injected")
+                    sent += 1
+        return sent
+
     async def _open_links(self) -> int:
         return len(self._links)
+
+    def _corrupt(self, frame: Frame) -> bytes | None:
+        if not self._corrupt_pending or frame.opcode != TEXT or not frame.fin:
+            return None
+        if b'"eth_subscription"' not in frame.payload or b'"logIndex"' not in frame.payload:
+            return None
+        spoiled = frame.payload.replace(b'"data":"0x', b'"data":"0xzz', 1)
+        if spoiled == frame.payload:
+            return None
+        self._corrupt_pending -= 1
+        self._count("corrupted_log")
+        return encode_frame(TEXT, spoiled)
 
     def _take_cut(self) -> bool:
         if not self._cut_pending:

@@ -556,3 +556,104 @@ def test_healthz_reflects_provider_loss_and_recovery(tmp_path: Path, anvil: Anvi
         for proxy in h.proxies:
             h.figures.add_faults(proxy.faults())
         h.check_promise()
+
+
+def _notification(subscription: str, result: Any) -> str:
+    params = {"subscription": subscription, "result": result}
+    return json.dumps({"jsonrpc": "2.0", "method": "eth_subscription", "params": params})
+
+
+def _bad_upstream_messages(rng: random.Random) -> list[str]:
+    """What a misbehaving provider sends besides its real stream: each kind must be counted
+    and skipped without disturbing the rest."""
+    log = {
+        "address": "0x" + "11" * 20,
+        "topics": ["0x" + "22" * 32],
+        "data": "0x",
+        "blockNumber": "0x1",
+        "blockHash": "0x" + "33" * 32,
+        "transactionHash": "0x" + "44" * 32,
+        "transactionIndex": "0x0",
+        "logIndex": "0x0",
+    }
+    messages = [
+        "{not json",
+        "[" * 5000,  # nested deeper than any parser should recurse
+        "NaN",
+        '{"jsonrpc":"2.0","id":987654,"result":"0x1"}',  # a reply to no request
+        '{"jsonrpc":"2.0","method":"eth_somethingElse","params":{}}',
+        _notification("0xdeadbeef", log),  # a subscription never made
+        _notification("0x01", {**log, "data": "0xzz"}),
+    ]
+    return [rng.choice(messages) for _ in range(4)]
+
+
+def test_bad_upstream_input_is_counted_and_skipped(tmp_path: Path, anvil: Anvil) -> None:
+    """Malformed JSON, unknown subscriptions, logs with bad hex, replies to requests never made,
+    deep nesting: logged, skipped, never a crash, nothing lost; a provider that keeps it up is
+    recycled."""
+    with harness(tmp_path, anvil, "bad upstream input") as h:
+        rng = random.Random(11)
+        proxy = h.proxies[0]
+        h.start()
+        h.wait_caught_up("the start")
+        for _ in range(iterations(8, 30)):
+            proxy.inject(*_bad_upstream_messages(rng))
+            proxy.corrupt_logs(1)  # a real log of the stream, unreadable
+            h.traffic_steps(1)
+            h.wait_caught_up("the block after the bad messages")
+        h.alive()
+        assert "skipped a malformed" in h.log_tail(1_000_000)
+        assert proxy.faults()["corrupted_log"] > 0
+        # Past the limit of malformed messages in one session, the connection is recycled.
+        connections = proxy.faults()["connections"]
+        for _ in range(25):
+            proxy.inject(*["{not json"] * 5)
+        h.traffic_steps(3)
+        wait_until(lambda: proxy.faults()["connections"] > connections, 30, "a reconnect")
+        h.wait_caught_up("the recycled provider")
+        assert "malformed messages; reconnecting" in h.log_tail(1_000_000)
+        h.stop()
+        h.figures.add_faults(proxy.faults())
+        h.check_promise()
+
+
+def test_reorg_moves_a_transaction_to_another_block(tmp_path: Path, anvil: Anvil) -> None:
+    """The same transaction (sender, nonce, call), re-mined one block earlier by a reorg: its
+    old log is kept as `removed`, the new one stored."""
+    with harness(tmp_path, anvil, "reorg moves a transaction") as h:
+        h.traffic_steps(6)
+        h.start()
+        h.wait_caught_up("the start")
+        moved = 0
+        for round_ in range(iterations(2, 6)):
+            h.traffic_steps(2)
+            amount = 777_000 + round_
+            tx_hash = h.w3.eth.send_transaction(h.mint_tx(amount))  # type: ignore[arg-type]
+            before = h.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)["blockNumber"]
+            h.traffic_steps(1)  # the transaction is not in the tip: a reorg of 2 takes it out
+            h.wait_caught_up("the transaction's block")
+            sent = h.w3.eth.get_transaction(tx_hash)
+            again = {
+                "from": sent["from"],
+                "to": sent["to"],
+                "data": "0x" + bytes(sent["input"]).hex(),
+                "nonce": sent["nonce"],
+                "gas": sent["gas"],
+            }
+            # Replace the last two blocks; the transaction lands in the first of them, one
+            # block later than it was.
+            h.anvil.reorg(2, [(again, 1)])  # type: ignore[list-item]
+            moved += 1
+            h.traffic = h.new_traffic()
+            h.traffic_steps(1)
+            h.wait_caught_up("the reorg")
+            after = [
+                entry["blockNumber"]
+                for entry in h.w3.eth.get_logs({"fromBlock": before, "toBlock": "latest"})
+                if entry["data"] and int.from_bytes(bytes(entry["data"]), "big") == amount
+            ]
+            assert after and after[0] != before, "the transaction did not move"
+        h.stop()
+        h.figures.faults["moved transaction"] = moved
+        h.check_promise()
