@@ -94,7 +94,7 @@ def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
 
 def chain_of_path(path: str, chains: Sequence[tuple[str, int]]) -> int | None:
     """The chain id a request path selects: ``/`` the first chain, ``/<name>`` a named one."""
-    route = urlsplit(path).path.rstrip("/")
+    route = path.split("?", 1)[0].rstrip("/")
     if not chains:
         return None
     if route == "":

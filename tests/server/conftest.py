@@ -50,7 +50,7 @@ APPROVAL0 = "0x8c5be1e5ebec7d5bd14f71427d1e84f3dd0314c0f7b2291e5b200ac8c7c3b925"
 TIMEOUT = 10.0
 
 
-def make_settings(tmp_path: Path, **server: Any) -> Settings:
+def make_settings(tmp_path: Path, confirmations: int = 2, **server: Any) -> Settings:
     """Two chains: "dev" (the Token contract, and ALICE's token transfers on any contract) and
     "other" (nothing watched but wallets)."""
     server.setdefault("port", 0)
@@ -59,7 +59,7 @@ def make_settings(tmp_path: Path, **server: Any) -> Settings:
         StorageSettings(f"sqlite:///{tmp_path / 'cw.db'}"),
         ServerSettings(**server),
         (
-            ChainSettings("dev", CHAIN_ID, ("ws://127.0.0.1:1/",), confirmations=2),
+            ChainSettings("dev", CHAIN_ID, ("ws://127.0.0.1:1/",), confirmations=confirmations),
             ChainSettings("other", OTHER_CHAIN_ID, ("ws://127.0.0.1:1/",)),
         ),
         (ContractSettings("Token", "dev", TOKEN, ERC20_ABI),),
@@ -135,11 +135,15 @@ class Chain:
             assert decoded is not None, entry
             events.append(decoded)
         checkpoint = Checkpoint(self.chain_id, head.number, head.hash)
-        stored = self.store.write_batch(events, checkpoint, [head])
-        changed = list(stored)
         depth = head.number - self.status.confirmations + 1
-        if depth >= 0:
-            changed += self.store.confirm_up_to(self.chain_id, depth)
+        committed = self.store.commit_block(
+            events, checkpoint, [head], confirm_through=depth if depth >= 0 else None
+        )
+        stored = committed.inserted
+        # As ingest hands them over: each event first as new, then its confirmation.
+        first_seen = [e.with_status("new") if e.status == "confirmed" else e for e in stored]
+        confirmed = [e for e in stored if e.status == "confirmed"]
+        changed = first_seen + confirmed + self.store.by_ids(committed.confirmed_ids)
         self.status.head = head
         self.status.last_head_at = time.monotonic()
         for sink in self.sinks:
@@ -175,9 +179,9 @@ def statuses_for(settings: Settings, connected: bool = True) -> dict[int, ChainS
 class Harness:
     """Settings, store, statuses, the two chains, and (inside ``serving``) the server."""
 
-    def __init__(self, tmp_path: Path, **server: Any) -> None:
+    def __init__(self, tmp_path: Path, confirmations: int = 2, **server: Any) -> None:
         self.tmp_path = tmp_path
-        self.settings = make_settings(tmp_path, **server)
+        self.settings = make_settings(tmp_path, confirmations, **server)
         self.store = Store.open(self.settings.storage.url)
         self.statuses = statuses_for(self.settings)
         self.dev = Chain(self.settings, self.store, self.statuses[CHAIN_ID])

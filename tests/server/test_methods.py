@@ -256,3 +256,27 @@ async def test_with_compression(tmp_path: Any) -> None:
             assert await plain.call("eth_chainId") == hex(CHAIN_ID)
     finally:
         harness.close()
+
+
+async def test_events_confirmed_as_they_are_stored(tmp_path: Any) -> None:
+    # confirmations = 1: ingest stores each event confirmed at once and hands it over as new
+    # then confirmed, in one call. Each subscriber still gets it exactly once.
+    harness = Harness(tmp_path, confirmations=1)
+    try:
+        async with harness.serving(), rpc_client(harness.url) as client:
+            new = await client.call("chainwatch_subscribe", [{}])
+            confirmed = await client.call("chainwatch_subscribe", [{"finality": "confirmed"}])
+            logs = await client.call("eth_subscribe", ["logs"])
+            stored = harness.dev.transfers(1, 2)
+            assert {e.status for e in stored} == {"confirmed"}
+            notes = [await client.notification() for _ in range(6)]
+            by_sub: dict[str, list[Any]] = {new: [], confirmed: [], logs: []}
+            for note in notes:
+                result = note["result"]
+                by_sub[note["subscription"]].append(result.get("id", result.get("logIndex")))
+            assert by_sub[new] == by_sub[confirmed] == [e.id for e in stored]
+            assert by_sub[logs] == ["0x0", "0x1"]
+            harness.dev.transfers(3)  # the next notifications are block 2's: nothing repeated
+            assert (await client.notification())["result"]["args"]["value"] == "3"
+    finally:
+        harness.close()
