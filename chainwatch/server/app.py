@@ -20,8 +20,8 @@ import ipaddress
 import logging
 import ssl
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
@@ -46,7 +46,18 @@ from chainwatch.server import http as httpcheck
 from chainwatch.server.catalog import build_catalogs, contracts_json
 from chainwatch.server.connection import Client, Connection
 from chainwatch.server.frames import Payload, event_result
-from chainwatch.server.hub import PREFIX_LEN, Hub, Subscription, TokenInfo, enrich, tokens_needed
+from chainwatch.server.hub import (
+    PREFIX_LEN,
+    Hub,
+    Recipient,
+    Subscription,
+    TokenInfo,
+    enrich,
+    tokens_needed,
+)
+
+if TYPE_CHECKING:
+    from chainwatch.store import Store
 
 __all__ = ["Server"]
 
@@ -79,7 +90,9 @@ class Server:
     ``not_found``, ``too_many_connections``), and connections and notifications.
     """
 
-    def __init__(self, settings: Settings, store: Any, statuses: Mapping[int, ChainStatus]) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, statuses: Mapping[int, ChainStatus]
+    ) -> None:
         self.settings = settings
         self.store = store
         self.statuses = statuses
@@ -136,7 +149,7 @@ class Server:
         scheme = "wss" if tls is not None else "ws"
         log.info("serving %s://%s:%d", scheme, s.host, self.port)
         if not s.tokens and not _loopback(s.host):
-            logging.getLogger("chainwatch.server").warning(
+            log.warning(
                 "listening on %s without tokens: anyone who can reach this port can subscribe "
                 "(set [server] tokens)",
                 s.host,
@@ -217,20 +230,27 @@ class Server:
     async def _fanout(self) -> None:
         while True:
             chain_id, item = await self._queue.get()
-            if isinstance(item, Head):
-                touched = self._hub.route_head(chain_id, item)
-            else:
+            if not isinstance(item, Head):
                 await self._ensure_tokens(chain_id, item)
-                touched = self._hub.route_events(
-                    chain_id,
-                    item,
-                    head_number=self._head_number(chain_id),
-                    token_of=self._token_lookup(chain_id),
-                )
+            try:
+                if isinstance(item, Head):
+                    touched = self._hub.route_head(chain_id, item)
+                else:
+                    touched = self._hub.route_events(
+                        chain_id,
+                        item,
+                        head_number=self._head_number(chain_id),
+                        token_of=self._token_lookup(chain_id),
+                    )
+            except Exception:
+                # A bug of ours: lose this batch, not the server and every subscriber with it.
+                log.exception("internal error routing events of chain %d", chain_id)
+                self.stats["internal_error"] += 1
+                continue
             self._flush(touched)
 
-    def _flush(self, clients: Iterable[Any]) -> None:
-        for client in clients:
+    def _flush(self, recipients: Iterable[Recipient]) -> None:
+        for client in cast("Iterable[Client]", recipients):
             if not client.flush():
                 self._close_client(client, CloseCode.TRY_AGAIN_LATER, "slow consumer")
 
@@ -262,7 +282,7 @@ class Server:
             return None
         return status.head.number
 
-    def _token_lookup(self, chain_id: int) -> Any:
+    def _token_lookup(self, chain_id: int) -> Callable[[str], TokenInfo | None]:
         cache = self._tokens
 
         def token_of(address: str) -> TokenInfo | None:
