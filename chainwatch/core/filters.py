@@ -518,6 +518,10 @@ class EventFilter:
     finality: Finality = "new"
     since: int | None = None
     kinds: Mapping[tuple[str | None, str | None], Mapping[str, Kind]] = field(default_factory=dict)
+    # (arg, lowercase address) of a clause ``[arg, "==", address]`` on an argument that is an
+    # address in every watched event that has it: an event can only match if its ``arg`` is
+    # that address, so routing looks the filter up by it instead of trying it on every event.
+    equals: tuple[str, str] | None = None
     _compiled: dict[tuple[str | None, str | None], tuple[tuple[str, Predicate], ...] | None] = (
         field(default_factory=dict)
     )
@@ -690,10 +694,20 @@ def parse_event_filter(
         schemas = [(c, e) for c, e in schemas if e.name in events]
 
     where = tuple(_parse_where(obj["where"])) if "where" in obj else ()
+    equals: tuple[str, str] | None = None
     for clause in where:
         having = [
             e for _, e in schemas if clause.arg in e.args or (clause.arg == AMOUNT and e.has_amount)
         ]
+        if (
+            equals is None
+            and clause.op == "=="
+            and isinstance(clause.value, str)
+            and _ADDRESS_RE.match(clause.value)
+            and having
+            and all(e.args.get(clause.arg) == "address" for e in having)
+        ):
+            equals = (clause.arg, clause.value.lower())
         if events is not None:
             lacking = sorted({e.name for _, e in schemas} - {e.name for e in having})
             if lacking:
@@ -720,4 +734,5 @@ def parse_event_filter(
         finality=finality,
         since=since,
         kinds=catalog.kinds,
+        equals=equals,
     )

@@ -29,7 +29,7 @@ A subscription resuming from ``since`` starts *buffering*: the server replays th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -100,13 +100,68 @@ class Group:
 
 
 class _Chain:
-    __slots__ = ("confirmed", "groups", "heads")
+    """The groups of one chain: ``scan`` ones are tried on every event; ``indexed`` ones (a
+    filter with ``[arg, "==", address]``, see ``EventFilter.equals``) only on events whose
+    ``arg`` is that address - a thousand users each watching their own address cost a dict
+    lookup per event, not a thousand filter evaluations."""
+
+    __slots__ = ("confirmed", "groups", "heads", "index_args", "indexed", "kinds", "scan")
 
     def __init__(self) -> None:
         self.heads = Group(("heads",), "heads")
         self.groups: dict[tuple[Any, ...], Group] = {}
+        self.scan: dict[tuple[Any, ...], Group] = {}
+        self.indexed: dict[tuple[str, str], dict[tuple[Any, ...], Group]] = {}
+        self.index_args: dict[str, int] = {}  # arg -> indexed groups on it
+        # The argument kinds of the watched events (shared by every filter of the chain).
+        self.kinds: Mapping[tuple[str | None, str | None], Mapping[str, Any]] | None = None
         # id -> (seq of the batch that confirmed it, block number), for recent blocks only.
         self.confirmed: dict[int, tuple[int, int]] = {}
+
+    def add(self, group: Group) -> None:
+        self.groups[group.key] = group
+        equals = group.event_filter.equals if group.event_filter is not None else None
+        if equals is None:
+            self.scan[group.key] = group
+        else:
+            self.indexed.setdefault(equals, {})[group.key] = group
+            self.index_args[equals[0]] = self.index_args.get(equals[0], 0) + 1
+            if group.event_filter is not None:
+                self.kinds = group.event_filter.kinds
+
+    def remove(self, group: Group) -> None:
+        del self.groups[group.key]
+        equals = group.event_filter.equals if group.event_filter is not None else None
+        if equals is None:
+            del self.scan[group.key]
+            return
+        same = self.indexed[equals]
+        del same[group.key]
+        if not same:
+            del self.indexed[equals]
+        self.index_args[equals[0]] -= 1
+        if not self.index_args[equals[0]]:
+            del self.index_args[equals[0]]
+
+    def candidates(self, event: StoredEvent, scan: list[Group]) -> list[Group]:
+        """The groups that may want ``event``: every scanned one, and the indexed ones whose
+        address the event carries (all of them for an event of a contract the catalog does not
+        know, whose arguments have no known kinds)."""
+        if not self.indexed:
+            return scan
+        args = event.args
+        if args is None:
+            return scan
+        if self.kinds is not None and (event.contract, event.event) not in self.kinds:
+            return scan + [g for same in self.indexed.values() for g in same.values()]
+        found: list[Group] | None = None
+        for arg in self.index_args:
+            value = args.get(arg)
+            if isinstance(value, str):
+                same = self.indexed.get((arg, value.lower()))
+                if same:
+                    found = (found or [*scan]) + list(same.values())
+        return found if found is not None else scan
 
 
 class Hub:
@@ -144,7 +199,7 @@ class Hub:
                     group = Group(key, "logs", log_filter=spec.filter)
                 else:
                     group = Group(key, "events", event_filter=spec.filter)
-                chain.groups[key] = group
+                chain.add(group)
         floor = since if since is not None else self.high_water
         sub = Subscription(sub_id, client, group, floor, self.seq, since)
         if since is not None:
@@ -173,7 +228,7 @@ class Hub:
         if not group.subs and group.kind != "heads":
             for chain in self._chains.values():
                 if chain.groups.get(group.key) is group:
-                    del chain.groups[group.key]
+                    chain.remove(group)
                     break
 
     def subscriptions(self, client: Recipient) -> dict[str, Subscription]:
@@ -216,7 +271,7 @@ class Hub:
         chain = self._chains.get(chain_id)
         if chain is None:
             chain = self._chains[chain_id] = _Chain()
-        groups = list(chain.groups.values())
+        scan = list(chain.scan.values())
         touched: set[Recipient] = set()
         high_water = self.high_water
         first_seen: set[int] = set()
@@ -225,6 +280,7 @@ class Hub:
             status = event.status
             first = event_id > high_water and event_id not in first_seen
             confirmed_at = chain.confirmed.get(event_id)
+            groups = chain.candidates(event, scan)
             if groups:
                 self._route_one(event, first, confirmed_at, groups, head_number, token_of, touched)
             if first:

@@ -483,3 +483,15 @@ def test_parse_never_raises_anything_but_filter_error(obj: Any) -> None:
         f.matches(transfer(3))
     with contextlib.suppress(FilterError):
         parse_log_filter(obj)
+
+
+def test_equals_is_the_address_clause_routing_can_index() -> None:
+    assert parse({"where": [["to", "==", BOB]]}).equals == ("to", BOB.lower())
+    assert parse({"where": [["value", ">", "1"], ["from", "==", ALICE]]}).equals == (
+        "from",
+        ALICE.lower(),
+    )
+    assert parse({"where": [["value", "==", "1"]]}).equals is None
+    assert parse({"where": [["to", "!=", BOB]]}).equals is None
+    assert parse({"where": [["to", "in", [BOB]]]}).equals is None
+    assert parse({}).equals is None

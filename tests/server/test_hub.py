@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from websockets.frames import Frame, Opcode
 
 from chainwatch.core import rpc
@@ -308,3 +310,61 @@ def _payload_of(event: StoredEvent) -> Any:
     from chainwatch.server.hub import PREFIX_LEN
 
     return Payload(event_result(event, 10), PREFIX_LEN)
+
+
+def test_address_filters_are_indexed_and_still_exact() -> None:
+    hub = Hub()
+    to_bob, to_alice, everything = Recorder(), Recorder(), Recorder()
+    hub.subscribe(to_bob, "0x1", events_spec({"where": [["to", "==", BOB.lower()]]}))
+    hub.subscribe(to_alice, "0x2", events_spec({"where": [["to", "==", ALICE]]}))
+    hub.subscribe(everything, "0x3", events_spec())
+    route(hub, stored(1), stored(2))  # both to BOB
+    assert to_bob.results() == [(1, "new"), (2, "new")]
+    assert to_alice.results() == []
+    assert everything.results() == [(1, "new"), (2, "new")]
+    # An event of a contract the catalog does not know is still tried on indexed filters.
+    stray = StoredEvent(3, CHAIN, stored(3).log, "Renamed", "Transfer",
+                        {"from": ALICE, "to": BOB.upper().replace("0X", "0x"), "value": "1"},
+                        None, "new")  # fmt: skip
+    route(hub, stray)
+    assert to_bob.results() == [(3, "new")]
+    assert to_alice.results() == [] and everything.results() == [(3, "new")]
+    assert hub.unsubscribe(to_bob, "0x1")
+    route(hub, stored(4))
+    assert to_bob.results() == [] and everything.results() == [(4, "new")]
+
+
+addresses_st = st.sampled_from([ALICE, BOB, ALICE.lower(), "0x" + "ab" * 20])
+clauses_st = st.one_of(
+    st.tuples(st.sampled_from(["from", "to"]), st.sampled_from(["==", "!="]), addresses_st),
+    st.tuples(st.just("value"), st.sampled_from(["==", ">", "<"]), st.integers(0, 6).map(str)),
+).map(list)
+filters_st = st.fixed_dictionaries(
+    {}, optional={"where": st.lists(clauses_st, max_size=3), "events": st.just(["Transfer"])}
+)
+events_st = st.lists(
+    st.tuples(addresses_st, addresses_st, st.integers(0, 6), st.booleans()), max_size=8
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(filters_st, min_size=1, max_size=6), events_st)
+def test_routing_delivers_exactly_what_filters_match(filters: list[Any], raw: list[Any]) -> None:
+    hub = Hub()
+    subs = []
+    for i, obj in enumerate(filters):
+        client = Recorder()
+        spec = events_spec(obj)
+        hub.subscribe(client, f"0x{i:032x}", spec)
+        subs.append((client, spec.filter))
+    events = []
+    for i, (frm, to, value, known) in enumerate(raw):
+        base = stored(i + 1, value=value)
+        args = {"from": frm, "to": to, "value": str(value)}
+        contract = "Token" if known else "Renamed"
+        events.append(StoredEvent(i + 1, CHAIN, base.log, contract, "Transfer", args, None,
+                                  "new"))  # fmt: skip
+    route(hub, *events)
+    for client, event_filter in subs:
+        expected = [e.id for e in events if event_filter.matches(e)]
+        assert [event_id for event_id, _ in client.results()] == expected
