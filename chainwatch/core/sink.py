@@ -13,6 +13,11 @@ from typing import Protocol
 
 from chainwatch.core.model import Head, StoredEvent
 
+# Recent blocks kept beyond the confirmation depth for reorg detection; a reorg deeper than
+# confirmations + REORG_WINDOW is beyond what chainwatch repairs. Resuming subscribers are told
+# of the removals inside it.
+REORG_WINDOW = 64
+
 
 class EventSink(Protocol):
     def on_head(self, chain_id: int, head: Head) -> None:

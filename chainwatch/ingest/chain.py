@@ -39,7 +39,7 @@ from chainwatch.core.model import (
     parse_log,
 )
 from chainwatch.core.ranges import RangePolicy, is_range_error
-from chainwatch.core.sink import ChainStatus, EventSink, ProviderStatus
+from chainwatch.core.sink import REORG_WINDOW, ChainStatus, EventSink, ProviderStatus
 from chainwatch.core.standards import TRANSFER_TOPIC0
 from chainwatch.core.watch import WatchSet
 from chainwatch.errors import (
@@ -57,8 +57,6 @@ from chainwatch.store import Store
 log = logging.getLogger("chainwatch.ingest")
 T = TypeVar("T")
 
-# Recent canonical block hashes kept (in the store's blocks table) beyond the confirmation depth.
-REORG_WINDOW = 64
 # The stale-connection watchdog: before a block time is observed, and its floor.
 DEFAULT_STALE_AFTER = 120.0
 MIN_STALE_AFTER = 10.0

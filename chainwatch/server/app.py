@@ -40,7 +40,7 @@ from chainwatch.core.protocol import (
     Subscribe,
     Unsubscribe,
 )
-from chainwatch.core.sink import ChainStatus
+from chainwatch.core.sink import REORG_WINDOW, ChainStatus
 from chainwatch.errors import ChainwatchError, StoreError
 from chainwatch.server import http as httpcheck
 from chainwatch.server.catalog import build_catalogs, contracts_json
@@ -449,6 +449,11 @@ class Server:
         recent: dict[int, Status] = {}
         cursor = sub.since
         token_of = self._token_lookup(chain_id)
+        if cursor > 0:
+            # Events the client saw before it went away (id <= since) may have been orphaned
+            # meanwhile: resend the removals of the reorg window. Applying a status twice is
+            # harmless; missing one would leave a phantom on the client.
+            await self._replay_removals(client, sub, query, cursor, token_of)
         while cursor < upto:
             try:
                 page = await asyncio.to_thread(
@@ -484,6 +489,42 @@ class Server:
             if client.closing or sub.buffer is None:
                 return
         self.stats["replay_buffered"] += self._hub.end_replay(sub, upto, recent)
+        self._flush((client,))
+
+    async def _replay_removals(
+        self,
+        client: Client,
+        sub: Subscription,
+        query: dict[str, Any],
+        since: int,
+        token_of: Callable[[str], TokenInfo | None],
+    ) -> None:
+        event_filter = sub.group.event_filter
+        assert event_filter is not None
+        status = self.statuses.get(event_filter.chain_id)
+        if status is None:
+            return
+        # Before the first head (a restart) the window is unknown: every removal is resent.
+        window_start = (
+            status.head.number - status.confirmations - REORG_WINDOW if status.head else 0
+        )
+        try:
+            removed = await asyncio.to_thread(
+                self.store.query, status="removed", from_block=max(0, window_start), **query
+            )
+        except StoreError as exc:
+            log.error("replay failed: %s", exc)
+            self._close_client(client, CloseCode.INTERNAL_ERROR, "store unavailable")
+            return
+        head_number = status.head.number if status.head else None
+        for event in removed:
+            if event.id > since or client.closing:
+                continue  # the main replay covers it
+            amount, token, amount_text, erc20 = enrich(event, token_of)
+            if event_filter.matches(event, amount):
+                data = event_result(event, head_number, token, amount_text, erc20)
+                self._hub.send(sub, Payload(data, PREFIX_LEN))
+                self.stats["replayed_removals"] += 1
         self._flush((client,))
 
 

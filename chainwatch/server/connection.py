@@ -72,6 +72,13 @@ class Connection(ServerConnection):
             self.client.closed()
         self.owner.connection_lost(self)
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.client is not None and self.protocol.state is not OPEN:
+            # The client started the closing handshake: stop queueing and wake whatever waits
+            # to write (a replay), so that the handler returns and the server can close TCP.
+            self.client.close_queue()
+
     def pause_writing(self) -> None:
         super().pause_writing()
         self.write_paused = True

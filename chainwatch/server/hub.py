@@ -200,7 +200,9 @@ class Hub:
                 else:
                     group = Group(key, "events", event_filter=spec.filter)
                 chain.add(group)
-        floor = since if since is not None else self.high_water
+        # Removals concern the events a client may hold: with `since`, every one it saw before
+        # (ids up to `since` came on an earlier connection); without, only what comes now.
+        floor = 0 if since is not None else self.high_water
         sub = Subscription(sub_id, client, group, floor, self.seq, since)
         if since is not None:
             sub.buffer = []

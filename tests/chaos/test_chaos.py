@@ -17,6 +17,7 @@ import json
 import random
 import re
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from chainwatch.devnet import Anvil, SampleContracts, Traffic, deploy_sample, wr
 from chainwatch.store import Store
 from tests.chaos.conftest import LONG
 from tests.chaos.faultproxy import FaultProxy
+from tests.chaos.follower import Follower
 from tests.helpers import CHAINWATCH, wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600 if LONG else 150)]
@@ -79,6 +81,7 @@ class Figures:
     duplicated: int = 0
     phantom: int = 0
     not_removed: int = 0
+    subscriber: str = ""
 
     def add_faults(self, counts: dict[str, int]) -> None:
         for fault, n in counts.items():
@@ -91,7 +94,14 @@ class Figures:
             f"[chaos] {self.name}: faults injected: {injected}; events checked {self.checked}, "
             f"lost {self.lost}, duplicated {self.duplicated}, phantom {self.phantom}, "
             f"stale not removed {self.not_removed}"
+            + (f"; {self.subscriber}" if self.subscriber else "")
         )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 # --- the harness --------------------------------------------------------------------------------
@@ -112,7 +122,11 @@ class Harness:
         self.config = tmp_path / "chainwatch.toml"
         self.log_path = tmp_path / "daemon.log"
         storage_url = f"sqlite:///{tmp_path / 'chainwatch.db'}"
-        write_devnet_config(self.config, anvil, self.sample, storage_url, server_port=0)
+        # A fixed port, so that the follower finds the daemon again after a restart.
+        self.server_port = _free_port()
+        write_devnet_config(
+            self.config, anvil, self.sample, storage_url, server_port=self.server_port
+        )
         text = self.config.read_text()
         urls = ", ".join(json.dumps(p.url) for p in self.proxies)
         # The provider list goes through the proxies; short pings so that a stall is noticed.
@@ -128,6 +142,12 @@ class Harness:
         self.watched = {d.address.lower() for _, d, _ in self.sample.watched()}
         self.proc: subprocess.Popen[bytes] | None = None
         self.figures = Figures("")
+        self.follower: Follower | None = None
+
+    def follow(self, drop_every: int = 7) -> Follower:
+        """A downstream subscriber that drops and resumes with `since` throughout."""
+        self.follower = Follower(f"ws://127.0.0.1:{self.server_port}", drop_every=drop_every)
+        return self.follower.start()
 
     def new_traffic(self) -> Traffic:
         """A fresh sender of transactions: after a reorg, what an old one minted may be gone."""
@@ -135,6 +155,8 @@ class Harness:
         return Traffic(self.w3, self.sample, wallets=[self.wallet], seed=self.seed)
 
     def close(self) -> None:
+        if self.follower is not None:
+            self.follower.close()
         try:
             if self.proc is not None and self.proc.poll() is None:
                 self.stop()
@@ -155,8 +177,23 @@ class Harness:
             )
 
     def stop(self) -> None:
-        """SIGTERM, which must end the daemon with code 0."""
+        """SIGTERM, which must end the daemon with code 0 (once the follower, if any, has
+        received everything that is stored)."""
         assert self.proc is not None
+        if self.follower is not None:
+            follower = self.follower
+            try:
+                wait_until(
+                    lambda: follower.live() == self.live_keys(), CATCH_UP, "the follower", 0.1
+                )
+            except AssertionError:
+                live, got = self.live_keys(), follower.live()
+                raise AssertionError(
+                    f"the follower differs from the store: missing {sorted(live - got)[:3]}, "
+                    f"extra {sorted(got - live)[:3]} ({follower.connections} connections, "
+                    f"{follower.received} notifications, last id {follower.last_id}, "
+                    f"errors {follower.errors[-3:]}, alive {follower.alive})"
+                ) from None
         self.proc.send_signal(signal.SIGTERM)
         try:
             code = self.proc.wait(timeout=30)
@@ -218,6 +255,10 @@ class Harness:
 
     # -- the promise
 
+    def live_keys(self) -> set[tuple[str, int]]:
+        rows = self.store.query(chain_id=self.anvil.chain_id)
+        return {(e.log.block_hash.lower(), e.log.log_index) for e in rows if e.status != "removed"}
+
     def check_promise(self) -> Figures:
         figures = self.figures
         expected = expected_keys(self.w3, self.watched, self.wallet)
@@ -242,12 +283,21 @@ class Harness:
         figures.lost = len(expected - live)
         figures.phantom = len(live - expected)
         figures.not_removed = len(stale)
+        if self.follower is not None:
+            follower_live = self.follower.live()
+            figures.subscriber = (
+                f"subscriber: {self.follower.connections} connections, "
+                f"{self.follower.received} notifications, "
+                f"lost {len(expected - follower_live)}, phantom {len(follower_live - expected)}"
+            )
         print(figures.show())
         assert len(expected) > 0
         assert figures.duplicated == 0, "an event was stored twice"
         assert figures.lost == 0, f"lost: {sorted(expected - live)[:5]}\n{self.log_tail()}"
         assert figures.phantom == 0, f"phantom: {sorted(live - expected)[:5]}\n{self.log_tail()}"
         assert figures.not_removed == 0, f"not removed: {stale[:3]}"
+        if self.follower is not None:
+            assert self.follower.live() == expected, figures.subscriber
         return figures
 
 
@@ -274,6 +324,7 @@ def test_random_disconnects_and_stalls_with_transfers_flowing(tmp_path: Path, an
     with harness(tmp_path, anvil, "random disconnects and stalls") as h:
         h.traffic_steps(10)
         h.start()
+        h.follow()
         h.wait_caught_up("the history load")
         proxy = h.proxies[0]
         wanted = iterations(8, 60)
@@ -328,6 +379,7 @@ def test_reorgs(tmp_path: Path, anvil: Anvil, replace: bool) -> None:
     with harness(tmp_path, anvil, f"reorgs depth 1-10 ({'with' if replace else 'no'} txs)") as h:
         h.traffic_steps(12)
         h.start()
+        h.follow()
         h.wait_caught_up("the history load")
         depths = list(range(1, 11)) * 2 if LONG else list(REORG_DEPTHS_SHORT)
         rng = random.Random(5)
@@ -353,6 +405,7 @@ def test_reorgs(tmp_path: Path, anvil: Anvil, replace: bool) -> None:
 def test_snapshot_revert_then_new_blocks(tmp_path: Path, anvil: Anvil) -> None:
     with harness(tmp_path, anvil, "evm_snapshot/evm_revert") as h:
         h.start()
+        h.follow()
         h.traffic_steps(5)
         h.wait_caught_up("the first blocks")
         reverts = 0
@@ -375,6 +428,7 @@ def test_two_providers_one_killed_then_the_other(tmp_path: Path, anvil: Anvil) -
     with harness(tmp_path, anvil, "two providers", proxies=2) as h:
         first, second = h.proxies
         h.start()
+        h.follow()
         h.traffic_steps(5)
         h.wait_caught_up("the start")
         for _ in range(iterations(1, 4)):
@@ -407,6 +461,7 @@ def test_daemon_sigkilled_at_random_moments(tmp_path: Path, anvil: Anvil) -> Non
         proxy = h.proxies[0]
         kills = 0
         during_load = 0
+        h.follow()  # through every kill and restart
         for _ in range(iterations(3, 15)):
             # Blocks while it is down: the next start begins with a history load in chunks.
             h.traffic_steps(rng.randrange(10, 30))
@@ -448,6 +503,7 @@ def test_reorg_while_the_daemon_is_down(tmp_path: Path, anvil: Anvil) -> None:
     with harness(tmp_path, anvil, "reorg while down") as h:
         h.traffic_steps(10)
         h.start()
+        h.follow()
         h.wait_caught_up("the history load")
         reorgs = 0
         for depth in (3, 7) if not LONG else (1, 3, 5, 7, 10):
@@ -624,6 +680,7 @@ def test_reorg_moves_a_transaction_to_another_block(tmp_path: Path, anvil: Anvil
     with harness(tmp_path, anvil, "reorg moves a transaction") as h:
         h.traffic_steps(6)
         h.start()
+        h.follow()
         h.wait_caught_up("the start")
         moved = 0
         for round_ in range(iterations(2, 6)):
