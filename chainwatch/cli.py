@@ -295,6 +295,39 @@ def watch(
         pass
 
 
+# --- tail --------------------------------------------------------------------------------------
+
+
+@app.command()
+def tail(
+    url: Annotated[str, typer.Argument(help="A chainwatch server, e.g. ws://127.0.0.1:8546")],
+    token: Annotated[str | None, typer.Option(help="Access token of the server")] = None,
+    contract: Annotated[list[str] | None, typer.Option(help="Contract name or address")] = None,
+    event: Annotated[list[str] | None, typer.Option(help="Event name (repeatable)")] = None,
+    where: Annotated[
+        list[str] | None, typer.Option(help="'ARG OP VALUE', e.g. 'amount >= 1000000'")
+    ] = None,
+    finality: Annotated[str | None, typer.Option(help="new or confirmed")] = None,
+    since: Annotated[int | None, typer.Option(help="Replay stored events after this id")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """Subscribe to a running daemon and print its alerts; reconnects with `since` by itself."""
+    from chainwatch.tail import run_tail
+
+    if finality is not None and finality not in ("new", "confirmed"):
+        fail(f"--finality: must be new or confirmed, not {finality!r}", 2)
+    try:
+        asyncio.run(
+            run_tail(
+                url, token, contract or [], event or [], where or [], finality, since, json_output
+            )
+        )
+    except ChainwatchError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
 # --- dev ---------------------------------------------------------------------------------------
 
 

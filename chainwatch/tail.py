@@ -67,10 +67,19 @@ def build_filter(
 
 
 class _Tail:
-    def __init__(self, subscribe_filter: dict[str, JSON], json_output: bool, out: TextIO) -> None:
+    def __init__(
+        self,
+        subscribe_filter: dict[str, JSON],
+        json_output: bool,
+        out: TextIO,
+        err: TextIO,
+        shown: str,
+    ) -> None:
         self.filter = subscribe_filter
         self.json_output = json_output
         self.out = out
+        self.err = err
+        self.shown = shown
         self.last_id: int | None = subscribe_filter.get("since")
         self.ids = itertools.count(1)
 
@@ -100,6 +109,9 @@ class _Tail:
                     message_text = error.get("message") if isinstance(error, dict) else error
                     raise ChainwatchError(f"the server refused the subscription: {message_text}")
                 subscription = obj.get("result")
+                since = f" (since event {self.last_id})" if self.last_id is not None else ""
+                self.err.write(f"chainwatch tail: subscribed to {self.shown}{since}\n")
+                self.err.flush()
                 continue
             params_obj = obj.get("params")
             if obj.get("method") != "eth_subscription" or not isinstance(params_obj, dict):
@@ -137,12 +149,11 @@ async def run_tail(
     Reconnects after ``retry_delay`` seconds (with jitter), then backs off up to
     :data:`RETRY_MAX_DELAY` while the server stays unreachable.
     """
-    tail = _Tail(
-        build_filter(contracts, events, wheres, finality, since), json_output, out or sys.stdout
-    )
     errors = err or sys.stderr
     headers = {"Authorization": f"Bearer {token}"} if token else None
     shown = redact_url(url)
+    subscribe_filter = build_filter(contracts, events, wheres, finality, since)
+    tail = _Tail(subscribe_filter, json_output, out or sys.stdout, errors, shown)
     try:
         async for ws in connect(
             url,

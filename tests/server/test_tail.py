@@ -101,13 +101,14 @@ async def test_resumes_after_the_server_restarts(harness: Harness) -> None:
         await first.close()  # the daemon goes away ...
         dev.transfers(3)  # ... while blocks keep being stored
         dev.block([dev.transfer_log(4, to=BOB)])
-        await err.wait_for(1)
+        await err.wait_for(2)  # subscribed, then the connection lost
         async with harness.serving(port=first.port):  # ... and comes back
             dev.transfers(5)
             lines = await out.wait_for(5)
     values = [json.loads(line)["args"]["value"] for line in lines]
     assert values == ["1", "2", "3", "4", "5"]  # nothing missed, nothing twice
-    assert "reconnecting from event 2" in err.lines[0]
+    assert err.lines[0].startswith("chainwatch tail: subscribed to ws://127.0.0.1:")
+    assert "reconnecting from event 2" in err.lines[1]
 
 
 async def test_refusals_are_one_line_errors(tmp_path: Any) -> None:
