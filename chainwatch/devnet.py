@@ -592,6 +592,13 @@ class Traffic:
             kind: getattr(self, f"_{kind}") for kind in self.KINDS
         }
 
+    @staticmethod
+    def forget_streams() -> None:
+        """Forget which streams were drawn: for a chain started afresh, whose head can be the
+        very block (same hash) an earlier chain had, so that the same seed draws the same
+        stream again."""
+        _streams.clear()
+
     def run(self, n: int, *, wait: bool = True) -> list[HexBytes]:
         """Send ``n`` transactions; their hashes, in order.
 
