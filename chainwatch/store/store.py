@@ -610,7 +610,8 @@ class _Statements:
             .values(status=bindparam("b_status"))
             .returning(*_EVENT_COLUMNS)
         )
-        self.confirm_ids: Update = (
+        # new -> confirmed at or below a block: returning whole rows, or (the hot path) ids.
+        confirm = (
             events_table.update()
             .where(
                 events_table.c.chain_id == bindparam("b_chain_id"),
@@ -618,18 +619,9 @@ class _Statements:
                 events_table.c.block_number <= bindparam("b_block_number"),
             )
             .values(status="confirmed")
-            .returning(events_table.c.id)
         )
-        self.confirm: Update = (
-            events_table.update()
-            .where(
-                events_table.c.chain_id == bindparam("b_chain_id"),
-                _STATUS_IS_NEW,
-                events_table.c.block_number <= bindparam("b_block_number"),
-            )
-            .values(status="confirmed")
-            .returning(*_EVENT_COLUMNS)
-        )
+        self.confirm: Update = confirm.returning(*_EVENT_COLUMNS)
+        self.confirm_ids: Update = confirm.returning(events_table.c.id)
         self.delete_blocks_from: Delete = delete(blocks_table).where(
             blocks_table.c.chain_id == bindparam("chain_id"),
             blocks_table.c.number >= bindparam("number"),
