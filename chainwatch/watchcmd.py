@@ -29,6 +29,10 @@ from chainwatch.errors import (
 from chainwatch.ingest.chain import backoff
 from chainwatch.ingest.provider import ProviderConnection
 
+# The printed logs remembered to drop duplicates (a gap fill re-reads the last block printed).
+SEEN_LIMIT = 10_000
+SEEN_BLOCKS = 64
+
 
 @dataclass(frozen=True, slots=True)
 class WatchOptions:
@@ -64,7 +68,7 @@ async def run_watch(options: WatchOptions, out: object = None) -> None:
     flt: dict[str, JSON] = {"address": options.address.lower()}
     if options.events and not decoder.has_anonymous:
         flt["topics"] = [sorted(decoder.topic0s)]
-    seen: set[tuple[str, int]] = set()
+    seen: dict[tuple[str, int], int] = {}  # printed log -> its block, for the gap fill
     last_block: int | None = None
     delays = backoff()
     connected_once = False
@@ -99,7 +103,11 @@ async def run_watch(options: WatchOptions, out: object = None) -> None:
 
 
 def _show(
-    decoder: AbiDecoder, raw: JSON, json_output: bool, seen: set[tuple[str, int]], last: int | None
+    decoder: AbiDecoder,
+    raw: JSON,
+    json_output: bool,
+    seen: dict[tuple[str, int], int],
+    last: int | None,
 ) -> int | None:
     from chainwatch.cli import log_json
 
@@ -111,7 +119,12 @@ def _show(
     if not entry.removed:
         if entry.key in seen:
             return last
-        seen.add(entry.key)
+        seen[entry.key] = entry.block_number
+        if len(seen) > SEEN_LIMIT:
+            # A gap fill starts at the last block printed: older keys can go.
+            floor = max(seen.values()) - SEEN_BLOCKS
+            for key in [k for k, block in seen.items() if block < floor]:
+                del seen[key]
     try:
         name, args = decoder.decode_log(entry)
         obj = log_json(entry, name, args, None)
