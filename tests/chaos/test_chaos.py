@@ -17,7 +17,6 @@ import json
 import random
 import re
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from chainwatch.store import Store
 from tests.chaos.conftest import LONG
 from tests.chaos.faultproxy import FaultProxy
 from tests.chaos.follower import Follower
-from tests.helpers import CHAINWATCH, wait_until
+from tests.helpers import CHAINWATCH, free_port, wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600 if LONG else 150)]
 
@@ -98,12 +97,6 @@ class Figures:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # --- the harness --------------------------------------------------------------------------------
 
 
@@ -123,7 +116,7 @@ class Harness:
         self.log_path = tmp_path / "daemon.log"
         storage_url = f"sqlite:///{tmp_path / 'chainwatch.db'}"
         # A fixed port, so that the follower finds the daemon again after a restart.
-        self.server_port = _free_port()
+        self.server_port = free_port()
         write_devnet_config(
             self.config, anvil, self.sample, storage_url, server_port=self.server_port
         )

@@ -7,13 +7,12 @@ Each error a user can cause prints exactly one line on stderr, no traceback, and
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 
 from chainwatch.devnet import Anvil, contracts_dir
-from tests.helpers import cli
+from tests.helpers import cli, free_port
 
 ERC20_ABI = contracts_dir() / "abi" / "ERC20.json"
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -56,12 +55,6 @@ def one_line_error(stderr: str) -> str:
     return lines[0]
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_bad_address_names_file_key_and_problem(tmp_path: Path) -> None:
     config = write_config(tmp_path, provider="ws://127.0.0.1:8545", address="0x1234")
     for command in (["run", "--config", str(config)], ["check-config", str(config)]):
@@ -97,7 +90,7 @@ def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_unreachable_provider_is_one_line_and_hides_the_key(tmp_path: Path) -> None:
-    config = write_config(tmp_path, provider=f"ws://127.0.0.1:{closed_port()}/v2/SECRETKEY")
+    config = write_config(tmp_path, provider=f"ws://127.0.0.1:{free_port()}/v2/SECRETKEY")
     result = cli("run", "--config", str(config), timeout=60)
     assert result.returncode == 1
     line = _last_error(result.stderr)

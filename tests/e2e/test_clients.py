@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,23 +14,17 @@ from web3 import AsyncWeb3, WebSocketProvider
 
 from chainwatch.core.standards import TRANSFER_TOPIC0
 from chainwatch.devnet import Anvil, SampleContracts, Traffic, deploy_sample, write_devnet_config
-from tests.helpers import daemon, stop, wait_until
+from tests.helpers import daemon, free_port, stop, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 ETHERS = ROOT / "tests" / "server" / "js" / "ethers_transfers.mjs"
 TRANSFERS = 12
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[Anvil, SampleContracts, str]]:
     """anvil with the sample contracts and `chainwatch run` serving on a known port."""
-    port = _free_port()
+    port = free_port()
     with Anvil() as anvil:
         sample = deploy_sample(anvil.w3)
         config = write_devnet_config(

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import json
 import queue
-import socket
 import subprocess
 import threading
 from pathlib import Path
 from typing import Any
 
 from chainwatch.devnet import Anvil, deploy_sample, write_devnet_config
-from tests.helpers import CHAINWATCH, daemon, stop
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.helpers import CHAINWATCH, daemon, free_port, stop
 
 
 def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
@@ -29,7 +22,7 @@ def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
 
 
 def test_tail_prints_filtered_alerts_with_token_amounts(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     with Anvil() as anvil:
         w3 = anvil.w3
         sample = deploy_sample(w3)
