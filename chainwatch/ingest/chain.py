@@ -494,8 +494,10 @@ class ChainIngest:
         if not self.group_heads:
             return
         heads, events = self.group_heads, self.group_events
-        self.group_heads, self.group_events = [], []
+        # Kept until written: if the write fails (its provider gone mid-way), the next commit
+        # writes the group again instead of losing blocks the tip has already passed.
         await self._write(events, heads[-1], heads)
+        self.group_heads, self.group_events = [], []
         for head in heads:
             self._released(head)
 
@@ -677,12 +679,15 @@ class ChainIngest:
                 continue
             if entry.topics[0] != TRANSFER_TOPIC0 or event.error is not None:
                 continue
-            self.known_tokens.add(entry.address)
             if await self._db(self.store.token, self.chain.chain_id, entry.address) is None:
-                symbol, decimals = await self.token_metadata(conn, entry.address)
+                try:
+                    symbol, decimals = await self.token_metadata(conn, entry.address)
+                except ProviderError:
+                    continue  # the provider went away: the events are written, ask next time
                 await self._db(
                     self.store.save_token, self.chain.chain_id, entry.address, symbol, decimals
                 )
+            self.known_tokens.add(entry.address)
 
 
 async def _call(conn: ProviderConnection, address: str, selector: str) -> bytes | None:

@@ -150,6 +150,7 @@ class Harness:
     def close(self) -> None:
         if self.follower is not None:
             self.follower.close()
+            self.follower = None  # a failed check is not repeated: the daemon is stopped below
         try:
             if self.proc is not None and self.proc.poll() is None:
                 self.stop()
