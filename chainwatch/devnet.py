@@ -695,7 +695,7 @@ class Traffic:
 
     def _held_nft(self) -> tuple[int, ChecksumAddress] | None:
         held = sorted((i, o) for i, o in self._nfts.items() if o in self.senders)
-        return self._pick(held) if held else None  # type: ignore[no-any-return]
+        return self._pick(held) if held else None
 
     def _erc721_transfer(self) -> HexBytes:
         held = self._held_nft()

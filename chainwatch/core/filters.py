@@ -434,7 +434,7 @@ class Where:
         options: list[tuple[Converter, Predicate]] = []
         for kind in ("int", "decimal", "address", "bytes", "string", "bool", "json"):
             try:
-                options.append((_CONVERTERS[kind][0], self.compile(kind)))  # type: ignore[arg-type]
+                options.append((_CONVERTERS[kind][0], self.compile(kind)))
             except FilterError:
                 continue
 
