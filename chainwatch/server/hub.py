@@ -118,6 +118,20 @@ class _Chain:
         # id -> (seq of the batch that confirmed it, block number), for recent blocks only.
         self.confirmed: dict[int, tuple[int, int]] = {}
 
+    def forget_confirmed(self, horizon: int) -> None:
+        """Forget confirmations of blocks below ``horizon``, oldest first. Events are confirmed
+        in block order, so the dict is in block order but for the odd late one: the scan stops
+        at the first entry still in the window (a late entry is kept a little longer, which
+        only widens the window), and a head costs what it forgets, not the window's size."""
+        confirmed = self.confirmed
+        stale = []
+        for event_id, (_, block) in confirmed.items():
+            if block >= horizon:
+                break
+            stale.append(event_id)
+        for event_id in stale:
+            del confirmed[event_id]
+
     def add(self, group: Group) -> None:
         self.groups[group.key] = group
         equals = group.event_filter.equals if group.event_filter is not None else None
@@ -247,11 +261,7 @@ class Hub:
         chain = self._chains.get(chain_id)
         if chain is None:
             return set()
-        horizon = head.number - self.confirmed_window
-        if chain.confirmed:
-            stale = [i for i, (_, block) in chain.confirmed.items() if block < horizon]
-            for event_id in stale:
-                del chain.confirmed[event_id]
+        chain.forget_confirmed(head.number - self.confirmed_window)
         touched: set[Recipient] = set()
         if chain.heads.subs:
             payload = Payload(head_result(head), PREFIX_LEN)

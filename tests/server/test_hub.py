@@ -232,6 +232,17 @@ def test_confirmations_are_forgotten_after_the_window() -> None:
     assert client.results() == [(1, "confirmed")]
 
 
+def test_a_head_forgets_only_the_confirmations_below_the_window() -> None:
+    hub = Hub(confirmed_window=10)
+    client = Recorder()
+    hub.subscribe(client, "0x1", events_spec({"finality": "confirmed"}))
+    route(hub, *(stored(n, "confirmed", block=n) for n in range(5, 15)))
+    hub.route_head(CHAIN, Head(21, "0x" + "11" * 32, "0x" + "22" * 32))  # window: 11 and up
+    route(hub, *(stored(n, "removed", block=n) for n in range(5, 15)))
+    removed = [r for r in client.results() if r[1] == "removed"]
+    assert removed == [(n, "removed") for n in range(11, 15)]
+
+
 def test_buffering_then_end_replay_skips_what_the_replay_sent() -> None:
     hub = Hub()
     client = Recorder()
