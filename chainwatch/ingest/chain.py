@@ -68,6 +68,9 @@ INBOX_SIZE = 10_000
 # At most this much is grouped into one transaction while the inbox has more waiting.
 GROUP_MAX_BLOCKS = 64
 GROUP_MAX_EVENTS = 5_000
+# Groups handed to the writer and not yet taken; the pipeline waits when the writer is this far
+# behind (the database is the bottleneck), so memory stays bounded.
+WRITE_QUEUE = 8
 # Stored block hashes remembered in memory, to recognise late logs and repeated heads.
 RECENT_BLOCKS = 256
 # Seconds to wait for a token's symbol() or decimals(); a contract that loops is no token.
@@ -121,8 +124,11 @@ class ChainIngest:
         self.tip: Head | None = None  # newest block whose events are all stored
         self.store_executor = store_executor
         self.suspect = False  # an unreadable log notification came: fetch the next block whole
-        self.group_heads: list[Head] = []  # blocks advanced to, not yet committed
+        self.group_heads: list[Head] = []  # blocks advanced to, not yet handed to the writer
         self.group_events: list[DecodedEvent] = []
+        self.writes: asyncio.Queue[tuple[list[Head], list[DecodedEvent]]] = asyncio.Queue(
+            WRITE_QUEUE
+        )
         self.unconfirmed: dict[int, StoredEvent] = {}  # id -> stored event still `new`
         self.pending: dict[str, dict[int, Log]] = {}  # block hash -> log index -> held log
         self.recent: dict[int, str] = {}  # number -> hash of the recent blocks stored
@@ -144,13 +150,15 @@ class ChainIngest:
         ``mode = "race"``: every provider connected at once, each in its own session; the first
         to deliver a head or a log wins and the others' copies are dropped as duplicates.
         ``"failover"``: one provider at a time, the next on failure. Either way one pipeline task
-        processes every session's notifications in arrival order. Sessions reconnect with
-        backoff. With ``exit_on_fatal``, a provider on the wrong chain, or every provider
-        failing before the first catch-up, raises (the daemon exits with the error).
+        processes every session's notifications in arrival order, and one writer task commits
+        the blocks the pipeline hands it while the pipeline decodes the next ones. Sessions
+        reconnect with backoff. With ``exit_on_fatal``, a provider on the wrong chain, or every
+        provider failing before the first catch-up, raises (the daemon exits with the error).
         """
         providers = list(range(len(self.chain.providers)))
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._pipeline(), name=f"pipeline {self.chain.name}")
+            tasks.create_task(self._writer(), name=f"writer {self.chain.name}")
             if self.chain.mode == "race":
                 for index in providers:
                     tasks.create_task(self._provider_loop([index]), name=f"provider {index}")
@@ -215,13 +223,16 @@ class ChainIngest:
             # Subscribed first, caught up second: what arrives meanwhile waits in the inbox.
             await self.inbox.put(_Item("connected", conn, index, None))
             while True:
-                try:
-                    async with asyncio.timeout(self._stale_after()):
-                        note = await conn.notification()
-                except TimeoutError:
-                    raise ProviderUnreachable(
-                        f"{conn.shown}: no new head for {self._stale_after():.0f} s; reconnecting"
-                    ) from None
+                note = conn.notification_nowait()
+                if note is None:  # nothing waiting: wait, with the stale-connection watchdog
+                    try:
+                        async with asyncio.timeout(self._stale_after()):
+                            note = await conn.notification()
+                    except TimeoutError:
+                        stale = self._stale_after()
+                        raise ProviderUnreachable(
+                            f"{conn.shown}: no new head for {stale:.0f} s; reconnecting"
+                        ) from None
                 if conn.malformed > MAX_MALFORMED:
                     raise ProviderUnreachable(
                         f"{conn.shown}: {conn.malformed} malformed messages; reconnecting"
@@ -466,11 +477,12 @@ class ChainIngest:
         self._released(head)
 
     async def _advance(self, head: Head) -> None:
-        """Commit the held logs of ``head`` with the checkpoint moved to it.
+        """Decode the held logs of ``head`` and hand them to the writer, which commits them
+        with the checkpoint moved to ``head``.
 
         When more is already waiting in the inbox (a burst, a fast chain), consecutive blocks
         are grouped into one transaction, up to GROUP_MAX_BLOCKS or GROUP_MAX_EVENTS; with an
-        empty inbox the block commits at once, so grouping never adds latency.
+        empty inbox the block goes to the writer at once, so grouping never adds latency.
         """
         held = self.pending.pop(head.hash, {})
         logs = [held[i] for i in sorted(held)]
@@ -478,7 +490,10 @@ class ChainIngest:
             # A log notification before this head was unreadable: ask for the block's logs.
             logs = await self._get_logs(self.conn, {"blockHash": head.hash})
             self.suspect = False
-        self.group_events += self._route(logs, historical=False)
+        events = self._route(logs, historical=False)
+        if self.conn is not None:
+            await self._remember_tokens(self.conn, events)
+        self.group_events += events
         self.group_heads.append(head)
         self.tip = head
         self._remember(head)
@@ -487,19 +502,46 @@ class ChainIngest:
             or len(self.group_heads) >= GROUP_MAX_BLOCKS
             or len(self.group_events) >= GROUP_MAX_EVENTS
         ):
-            await self._flush()
+            await self._hand_off()
+
+    async def _hand_off(self) -> None:
+        """Queue the grouped blocks for the writer; waits only while the writer is
+        WRITE_QUEUE groups behind."""
+        if self.group_heads:
+            job = (self.group_heads, self.group_events)
+            self.group_heads, self.group_events = [], []
+            await self.writes.put(job)
 
     async def _flush(self) -> None:
-        """Commit the grouped blocks, then tell the sink of their heads."""
-        if not self.group_heads:
-            return
-        heads, events = self.group_heads, self.group_events
-        # Kept until written: if the write fails (its provider gone mid-way), the next commit
-        # writes the group again instead of losing blocks the tip has already passed.
-        await self._write(events, heads[-1], heads)
-        self.group_heads, self.group_events = [], []
-        for head in heads:
-            self._released(head)
+        """Return once every block advanced to is committed and told to the sink: before
+        anything else reads or writes the store (a reorg, a gap, a late log)."""
+        await self._hand_off()
+        await self.writes.join()
+
+    async def _writer(self) -> None:
+        """Commit what the pipeline hands over, in order, then tell the sink of the heads.
+
+        Groups that waited while a commit ran are merged into the next transaction (up to
+        GROUP_MAX_BLOCKS or GROUP_MAX_EVENTS). A write that fails is a store failure: it ends
+        the ingest (and the daemon) with nothing marked done, so nothing is told committed
+        that is not; the checkpoint still points below the lost blocks, loaded again on start.
+        """
+        while True:
+            heads, events = await self.writes.get()
+            taken = 1
+            while (
+                not self.writes.empty()
+                and len(heads) < GROUP_MAX_BLOCKS
+                and len(events) < GROUP_MAX_EVENTS
+            ):
+                more_heads, more_events = self.writes.get_nowait()
+                heads, events = heads + more_heads, events + more_events
+                taken += 1
+            await self._write(events, heads[-1], heads)
+            for head in heads:
+                self._released(head)
+            for _ in range(taken):
+                self.writes.task_done()
 
     def _remember(self, head: Head) -> None:
         self.recent[head.number] = head.hash
@@ -581,6 +623,8 @@ class ChainIngest:
     async def _commit(self, events: list[DecodedEvent], head: Head | None) -> list[StoredEvent]:
         """Commit grouped blocks first (order), then ``events`` and ``head`` (if any)."""
         await self._flush()
+        if self.conn is not None:
+            await self._remember_tokens(self.conn, events)
         if head is not None:
             self._remember(head)
         return await self._write(events, head, [head] if head is not None else [])
@@ -591,8 +635,6 @@ class ChainIngest:
         """One transaction: the events, the blocks in the window, the checkpoint at ``head``
         and the confirmations it brings. Then the sink."""
         chain_id = self.chain.chain_id
-        if self.conn is not None:
-            await self._remember_tokens(self.conn, events)
         checkpoint = Checkpoint(chain_id, head.number, head.hash) if head is not None else None
         if checkpoint is None:
             stored = await self._db(self.store.write_batch, events, None, blocks)

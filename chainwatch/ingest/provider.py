@@ -154,7 +154,18 @@ class ProviderConnection:
 
     async def notification(self) -> rpc.Notification:
         """The next subscription notification; ProviderUnreachable once the socket is gone."""
-        item = await self._notes.get()
+        return self._unwrap(await self._notes.get())
+
+    def notification_nowait(self) -> rpc.Notification | None:
+        """The next notification if one is waiting, else None; ProviderUnreachable once the
+        socket is gone. A burst is drained without a timer per notification."""
+        try:
+            item = self._notes.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+        return self._unwrap(item)
+
+    def _unwrap(self, item: rpc.Notification | BaseException) -> rpc.Notification:
         if isinstance(item, BaseException):
             self._notes.put_nowait(item)  # every later call fails the same way
             raise self._as_unreachable(item)
