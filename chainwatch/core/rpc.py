@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from chainwatch.errors import RemoteProtocolError
 
 JSON = Any
@@ -58,14 +60,24 @@ class Notification:
 
 def dumps(obj: JSON) -> str:
     """Compact JSON text, as sent on the wire."""
-    return json.dumps(obj, separators=(",", ":"))
+    return dumps_bytes(obj).decode()
 
 
-# The json module recurses in C once per nesting level, checked against the interpreter's
-# recursion limit. Some libraries raise that limit to 100,000 at import (py_ecc, which web3
-# brings): a peer sending 64 KiB of "[" would then overflow the C stack and kill the process.
-# Under SAFE_RECURSION_LIMIT the json module's own RecursionError is the guard; above it, text
-# that could nest deeper than MAX_JSON_DEPTH is measured before it is parsed.
+def dumps_bytes(obj: JSON) -> bytes:
+    """Compact JSON as UTF-8, at C speed: orjson, which is several times faster than the json
+    module on the hot paths (fan-out frames, stored args). What orjson refuses and the json
+    module takes (an integer above 64 bits, a lone surrogate) goes through the json module."""
+    try:
+        return orjson.dumps(obj)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+
+# Nesting: text that could nest deeper than MAX_JSON_DEPTH is measured before it is parsed.
+# The json module (client requests, files) recurses in C once per nesting level, checked
+# against the interpreter's recursion limit. Some libraries raise that limit to 100,000 at
+# import (py_ecc, which web3 brings): a peer sending 64 KiB of "[" would then overflow the C
+# stack and kill the process. The daemon brings the limit back under SAFE_RECURSION_LIMIT.
 MAX_JSON_DEPTH = 256
 SAFE_RECURSION_LIMIT = 10_000
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -74,23 +86,20 @@ _DEPTH_STEP = str.maketrans({"[": "1", "{": "1", "]": "0", "}": "0"})
 
 
 def loads(text: str | bytes) -> JSON:
-    """``json.loads`` for a peer's text: no NaN/Infinity, nesting at most MAX_JSON_DEPTH.
+    """Parse a node's message: no NaN/Infinity, nesting at most MAX_JSON_DEPTH.
 
-    Raises ValueError (or UnicodeDecodeError) for anything that is not such JSON.
+    Raises ValueError (or UnicodeDecodeError) for anything that is not such JSON. orjson
+    parses (three times faster than the json module; it never recurses on the C stack and
+    refuses NaN and Infinity). It reads an integer above 64 bits as a float, which is harmless
+    here: every quantity a node sends is a hex string. Client requests, whose filters may hold
+    such integers, are parsed by the json module (:mod:`chainwatch.core.protocol`).
     """
     if isinstance(text, (bytes, bytearray)):
         text = bytes(text).decode("utf-8")
     # Counting is fast; the depth scan runs only when the text could be too deep at all.
-    if (
-        sys.getrecursionlimit() > SAFE_RECURSION_LIMIT
-        and text.count("[") + text.count("{") > MAX_JSON_DEPTH
-        and _depth(text) > MAX_JSON_DEPTH
-    ):
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _depth(text) > MAX_JSON_DEPTH:
         raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None
+    return orjson.loads(text)  # orjson.JSONDecodeError is a ValueError
 
 
 def cap_recursion_limit() -> None:
@@ -115,11 +124,6 @@ def _depth(text: str) -> int:
         brackets = shorter
         passes += 1
     return passes + brackets.count("1")
-
-
-def _reject_constant(name: str) -> Any:
-    """``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (RFC 8259 section 6)."""
-    raise ValueError(f"{name} is not a JSON value")
 
 
 # --- client side -----------------------------------------------------------------------------

@@ -81,14 +81,14 @@ def head_result(head: Head) -> bytes:
         "parentHash": head.parent_hash,
         "timestamp": hex(head.timestamp),
     }
-    return rpc.dumps(raw).encode()
+    return rpc.dumps_bytes(raw)
 
 
 def log_result(log: Log, removed: bool) -> bytes:
     """A logs result in the node's format; ``removed`` true when a reorg orphaned the log."""
     obj = log.to_rpc()
     obj["removed"] = removed
-    return rpc.dumps(obj).encode()
+    return rpc.dumps_bytes(obj)
 
 
 def event_result(
@@ -112,4 +112,4 @@ def event_result(
     if erc20:
         obj["token"] = {"symbol": token[0], "decimals": token[1]} if token is not None else None
         obj["amount"] = amount
-    return rpc.dumps(obj).encode()
+    return rpc.dumps_bytes(obj)
