@@ -165,8 +165,60 @@ def _hex_str(obj: dict[str, JSON], key: str, nbytes: int | None = None) -> str:
     return "0x" + body.lower()
 
 
+# One pattern per field, checked in one call each: the fast path of parse_log.
+_QUANTITY = re.compile(r"0[xX][0-9a-fA-F]+")
+_HASH = re.compile(r"0[xX][0-9a-fA-F]{64}")
+_ADDRESS = re.compile(r"0[xX][0-9a-fA-F]{40}")
+_DATA = re.compile(r"0[xX](?:[0-9a-fA-F]{2})*")
+
+
 def parse_log(obj: JSON) -> Log:
-    """Parse a node-format log; raises RemoteProtocolError naming the bad field."""
+    """Parse a node-format log; raises RemoteProtocolError naming the bad field.
+
+    A log is checked field by field with one pattern each (the hot path: every notification);
+    only a log that fails goes through the slower checks that find and name the bad field.
+    """
+    try:
+        topics = obj["topics"]
+        removed = obj.get("removed", False)
+        if (
+            type(topics) is list
+            and len(topics) <= 4
+            and all(_HASH.fullmatch(t) for t in topics)
+            and type(removed) is bool
+        ):
+            address, data = obj["address"], obj["data"]
+            block_number, block_hash = obj["blockNumber"], obj["blockHash"]
+            tx_hash, tx_index, log_index = (
+                obj["transactionHash"], obj["transactionIndex"], obj["logIndex"]
+            )  # fmt: skip
+            if (
+                _ADDRESS.fullmatch(address)
+                and _DATA.fullmatch(data)
+                and _QUANTITY.fullmatch(block_number)
+                and _HASH.fullmatch(block_hash)
+                and _HASH.fullmatch(tx_hash)
+                and _QUANTITY.fullmatch(tx_index)
+                and _QUANTITY.fullmatch(log_index)
+            ):
+                return Log(
+                    address.lower(),
+                    tuple([t.lower() for t in topics]),
+                    data.lower(),
+                    int(block_number, 16),
+                    block_hash.lower(),
+                    tx_hash.lower(),
+                    int(tx_index, 16),
+                    int(log_index, 16),
+                    removed,
+                )
+    except (KeyError, TypeError, AttributeError):  # a missing field, a value of another type
+        pass
+    return _parse_log_checked(obj)
+
+
+def _parse_log_checked(obj: JSON) -> Log:
+    """parse_log, one field at a time, naming the first bad one."""
     if not isinstance(obj, dict):
         raise RemoteProtocolError(f"log: expected an object, got {type(obj).__name__}")
     topics = obj.get("topics")

@@ -9,7 +9,7 @@ from eth_utils.address import to_checksum_address
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chainwatch.core.model import Head, Log, StoredEvent, parse_head, parse_log
+from chainwatch.core.model import Head, Log, StoredEvent, _parse_log_checked, parse_head, parse_log
 from chainwatch.errors import RemoteProtocolError
 
 ADDRESS = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
@@ -145,6 +145,33 @@ logs = st.builds(
 @given(logs)
 def test_log_round_trips_through_the_node_form(log: Log) -> None:
     assert parse_log(log.to_rpc()) == log
+
+
+field_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.just([]),
+    st.lists(st.sampled_from([TRANSFER, "0x1", "0X" + "AB" * 32, 7]), max_size=6),
+    st.text(alphabet="0xXabcdefABCDEFg_ 19", max_size=70),
+    st.sampled_from(["0x", "0x0", "0X1f", "0x" + "Ab" * 20, "0x" + "ab" * 32, "0x_1"]),
+)
+
+
+@given(st.sampled_from(list(node_log())), field_values | st.just(...))
+def test_parse_log_fast_path_agrees_with_the_field_checks(field: str, value: Any) -> None:
+    """parse_log checks a log with one pattern per field and falls back to the checks that
+    name the bad field: on any log, both accept the same and return the same."""
+    obj = node_log(**{field: value})
+    try:
+        expected: Log | str = _parse_log_checked(obj)
+    except RemoteProtocolError as exc:
+        expected = str(exc)
+    try:
+        got: Log | str = parse_log(obj)
+    except RemoteProtocolError as exc:
+        got = str(exc)
+    assert got == expected
 
 
 def test_log_key() -> None:
