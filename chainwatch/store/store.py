@@ -9,7 +9,10 @@ Backends
     set to WAL (readers never wait for the writer), ``synchronous=NORMAL`` (a power cut may lose
     the last commits but never corrupts), ``foreign_keys=ON`` and a busy timeout. Writes begin
     with ``BEGIN IMMEDIATE`` so that a second process writing the same file waits for the lock
-    instead of failing half way. ``sqlite://`` (in memory) works too, on one shared connection.
+    instead of failing half way. The WAL is copied back into the database file by a thread of
+    the store's own every ``checkpoint_every`` seconds, not by whichever commit crosses SQLite's
+    1,000-page mark: that commit would wait for the copy and its fsync (up to 50 ms here, the
+    worst of the alert latency). ``sqlite://`` (in memory) works too, on one shared connection.
 
     ``postgresql+psycopg://user@host:5432/db`` (``postgresql://`` means the same): the
     production backend. Tables go in the first schema of the role's ``search_path``
@@ -32,6 +35,7 @@ Errors
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sqlite3
 import threading
@@ -76,8 +80,12 @@ from chainwatch.store.schema import checkpoints as checkpoints_table
 from chainwatch.store.schema import events as events_table
 from chainwatch.store.schema import tokens as tokens_table
 
+log = logging.getLogger("chainwatch.store")
+
 #: How long a SQLite connection waits for another process's write lock before giving up.
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
+#: Seconds between two checkpoints of a SQLite file's WAL (see the module's docstring).
+SQLITE_CHECKPOINT_EVERY: Final = 1.0
 #: SQLite added RETURNING in 3.35 (2021-03).
 _SQLITE_MIN_VERSION: Final = (3, 35, 0)
 #: Block hashes per ``IN (...)``: well under SQLite's and PostgreSQL's bind-parameter limits.
@@ -129,7 +137,14 @@ class Committed:
 class Store:
     """Access to the chainwatch database. Make one with :meth:`open`; :meth:`close` it at exit."""
 
-    def __init__(self, engine: Engine, *, shown_url: str, shared_connection: bool) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        shown_url: str,
+        shared_connection: bool,
+        checkpoint_every: float | None = None,
+    ) -> None:
         """Use :meth:`open`, which also creates or upgrades the schema."""
         self._engine = engine
         self._write_engine = engine.execution_options(**{_WRITE_OPTION: True})
@@ -143,14 +158,24 @@ class Store:
         self._statements = _Statements(engine.dialect.name)
         # bulk.py talks to the driver directly: its errors arrive unwrapped.
         self._database_errors = (*_DATABASE_ERRORS, engine.dialect.loaded_dbapi.Error)
+        self._checkpointer = (
+            _Checkpointer(engine, checkpoint_every, shown_url) if checkpoint_every else None
+        )
 
     # --- life -------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str, *, schema: str | None = None) -> Store:
+    def open(
+        cls,
+        url: str,
+        *,
+        schema: str | None = None,
+        checkpoint_every: float = SQLITE_CHECKPOINT_EVERY,
+    ) -> Store:
         """Connect to the database at ``url``, create or upgrade its schema, and return a Store.
 
         ``schema`` (PostgreSQL only) puts the tables in that schema, created if missing.
+        ``checkpoint_every`` (a SQLite file only): seconds between two checkpoints of its WAL.
         Raises :class:`StoreError` if the database cannot be reached, refuses the migrations or
         is at a schema revision newer than this chainwatch knows.
         """
@@ -209,12 +234,20 @@ class Store:
             raise StoreError(f"cannot upgrade the schema of {shown}: {_first_line(exc)}") from exc
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open {shown}: {_reason(exc)}") from exc
-        return cls(engine, shown_url=shown, shared_connection=shared)
+        file = backend == "sqlite" and not shared
+        return cls(
+            engine,
+            shown_url=shown,
+            shared_connection=shared,
+            checkpoint_every=checkpoint_every if file else None,
+        )
 
     def close(self) -> None:
         """Close every pooled connection. The store cannot be used afterwards."""
         self._closed = True
-        self._engine.dispose()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+        self._engine.dispose()  # the last connection to close checkpoints the rest
 
     def __enter__(self) -> Store:
         return self
@@ -739,7 +772,50 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA wal_autocheckpoint=0")  # the store's checkpointer does it
     cursor.close()
+
+
+class _Checkpointer:
+    """A thread that copies a SQLite file's WAL back into the database every ``every`` seconds
+    (PASSIVE: it waits for no reader and no writer, and commits go on meanwhile)."""
+
+    def __init__(self, engine: Engine, every: float, shown_url: str) -> None:
+        self._engine = engine
+        self._every = every
+        self._shown_url = shown_url
+        self._stop = threading.Event()
+        self._failures = 0
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        try:
+            raw = self._engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                cursor.fetchall()
+                cursor.close()
+            finally:
+                raw.close()
+        except Exception as exc:  # a busy or vanished file: try again next time
+            self._failures += 1
+            if self._failures in (1, 10, 100) or self._failures % 1000 == 0:
+                log.warning(
+                    "%s: WAL checkpoint failed (%d so far): %s",
+                    self._shown_url,
+                    self._failures,
+                    _first_line(exc),
+                )
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
 
 
 def _sqlite_on_begin(conn: Connection) -> None:

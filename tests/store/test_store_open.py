@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from chainwatch.errors import StoreError
 from chainwatch.store import Store
 from chainwatch.store.migrate import alembic_config, current_revision, head_revision
 from chainwatch.store.schema import metadata
+from tests.helpers import wait_until
 
 
 def table_names(backend: Backend) -> set[str]:
@@ -96,6 +98,38 @@ def test_sqlite_is_in_wal_mode(tmp_path: Path) -> None:
         assert outside.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     finally:
         outside.close()
+
+
+def _write_blocks(store: Store, first: int, count: int, per_block: int = 300) -> None:
+    for number in range(first, first + count):
+        store.write_batch(block_events(number, per_block), checkpoint(number))
+
+
+def test_sqlite_commits_leave_the_wal_to_the_checkpointer(tmp_path: Path) -> None:
+    """No commit copies the WAL into the database (its fsync would hold that commit up), even
+    past SQLite's own 1,000-page mark; closing the store does it, and loses nothing."""
+    path = tmp_path / "wal.db"
+    with Store.open(f"sqlite:///{path}", checkpoint_every=3600) as store:
+        size_after_open = path.stat().st_size
+        _write_blocks(store, 1, 20)  # 6,000 events: several MB of WAL
+        assert Path(f"{path}-wal").stat().st_size > 1000 * 4096
+        assert path.stat().st_size == size_after_open
+    assert path.stat().st_size > size_after_open
+    with Store.open(f"sqlite:///{path}") as again:
+        assert len(again.query(limit=10_000)) == 6000
+
+
+def test_sqlite_checkpointer_copies_the_wal_into_the_database(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    threads_before = sum(t.name == "sqlite-checkpoint" for t in threading.enumerate())
+    with Store.open(f"sqlite:///{path}", checkpoint_every=0.05) as store:
+        size_after_open = path.stat().st_size
+        _write_blocks(store, 1, 2)
+        wait_until(
+            lambda: path.stat().st_size > size_after_open, 10, "the WAL copied into the file"
+        )
+    # Closing the store stops its thread.
+    assert sum(t.name == "sqlite-checkpoint" for t in threading.enumerate()) == threads_before
 
 
 def test_sqlite_in_memory_works(tmp_path: Path) -> None:
