@@ -5,8 +5,10 @@ On every (re)connect to a provider:
 1. check the provider's chain id;
 2. subscribe to ``newHeads`` and to the watched ``logs`` filters first, and hold what arrives;
 3. check that the stored checkpoint is still canonical (a reorg while we were away), then load
-   ``eth_getLogs`` from the checkpoint (or ``from_block``) to the head in chunks, one transaction
-   per chunk with its checkpoint;
+   ``eth_getLogs`` from a few blocks below the checkpoint (or from ``from_block``) to the head
+   in chunks, one transaction per chunk with its checkpoint; on a reconnect while running, the
+   last RECHECK_BLOCKS stored blocks are fetched again and the gap to the head is loaded (a log
+   sent after its block's head may have gone with the connection);
 4. release the held notifications: a log waits for its block's head, and the head commits the
    block's events and the new checkpoint in one transaction. Logs of blocks already stored are
    dropped as duplicates (the store is unique on (chain_id, block_hash, log_index)).
@@ -23,7 +25,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -77,6 +79,9 @@ RECENT_BLOCKS = 256
 TOKEN_CALL_TIMEOUT = 5.0
 # Events stored `new` kept in memory until confirmed (beyond it they are read back when needed).
 MAX_UNCONFIRMED = 100_000
+# Stored blocks whose logs are fetched again on a reconnect: heads and logs are separate
+# subscriptions, and a log sent after its block's head may have gone with the connection.
+RECHECK_BLOCKS = 8
 # Held logs of blocks whose head has not come are dropped this many blocks behind the tip.
 PENDING_HORIZON = 128
 
@@ -283,6 +288,7 @@ class ChainIngest:
             return
         # Live already (a reconnect, or another provider): fill what we missed, if anything.
         latest = await self._block(conn, "latest")
+        await self._recheck(conn)
         if latest.number > self.tip.number:
             # Not as a live head: blocks mined before this connection subscribed have their
             # logs in no notification, so they are fetched, never taken from what is held.
@@ -333,7 +339,7 @@ class ChainIngest:
             fork = await self._verify_checkpoint(conn, checkpoint)
             # Load the last few stored blocks again: a log that came after its block's head
             # and was lost in a crash is found again; what is stored already is dropped.
-            first = max(0, fork + 1 - self.chain.confirmations)
+            first = max(0, fork + 1 - max(self.chain.confirmations, RECHECK_BLOCKS))
         await self._load_range(conn, first, latest.number, historical=historical, end_head=latest)
 
     async def _verify_checkpoint(self, conn: ProviderConnection, checkpoint: Checkpoint) -> int:
@@ -365,6 +371,37 @@ class ChainIngest:
         end_head: Head | None = None,
     ) -> None:
         """Load ``[first, last]`` with chunked ``eth_getLogs``; one transaction per chunk."""
+        async for hi, logs in self._chunks(conn, first, last):
+            head = (
+                end_head
+                if (end_head is not None and hi == end_head.number)
+                else await self._block(conn, hex(hi))
+            )
+            await self._commit(self._route(logs, historical=historical), head)
+            self.tip = head
+        if end_head is not None and (self.tip is None or self.tip.number < end_head.number):
+            await self._commit([], end_head)
+            self.tip = end_head
+
+    async def _recheck(self, conn: ProviderConnection) -> None:
+        """Fetch the logs of the last RECHECK_BLOCKS stored blocks again and store what is
+        missing: a log sent after its block's head may have gone with the last connection.
+        Logs of other blocks at those heights (another fork) are left to the heads' reorg
+        check."""
+        tip = self.tip
+        if tip is None:
+            return
+        first = max(0, tip.number - RECHECK_BLOCKS + 1)
+        async for _, logs in self._chunks(conn, first, tip.number):
+            ours = [e for e in logs if self.recent.get(e.block_number) == e.block_hash]
+            if ours:
+                await self._commit(self._route(ours, historical=False), None)
+
+    async def _chunks(
+        self, conn: ProviderConnection, first: int, last: int
+    ) -> AsyncIterator[tuple[int, list[Log]]]:
+        """The watched logs of ``[first, last]`` in chunks the provider accepts: (last block of
+        the chunk, its logs). A chunk refused as too large is asked again smaller."""
         policy = RangePolicy(self.chain.getlogs_max_range)
         block = first
         while block <= last:
@@ -387,17 +424,8 @@ class ChainIngest:
                 logs = await self._get_logs(conn, {"blockHash": head.hash})
             else:
                 policy.succeeded()
-            head = (
-                end_head
-                if (end_head is not None and hi == end_head.number)
-                else await self._block(conn, hex(hi))
-            )
-            await self._commit(self._route(logs, historical=historical), head)
-            self.tip = head
+            yield hi, logs
             block = hi + 1
-        if end_head is not None and (self.tip is None or self.tip.number < end_head.number):
-            await self._commit([], end_head)
-            self.tip = end_head
 
     async def _get_logs(self, conn: ProviderConnection, span: dict[str, str]) -> list[Log]:
         """Every watched log in a block range or block, in chain order, each once."""

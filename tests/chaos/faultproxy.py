@@ -13,6 +13,8 @@
 - ``getlogs_limit(max_blocks)`` answers an ``eth_getLogs`` request spanning more than
   ``max_blocks`` blocks itself, with the Infura-style refusal ``-32005 ... Try with this block
   range [0xA, 0xB].``, instead of forwarding it (``None`` forwards everything again);
+- ``swallow_logs(count)`` forwards none of the next ``count`` log notifications, as a provider
+  whose connection goes between a block's head and its logs;
 - ``chaos(seed, rate)`` injects drops, stalls, cuts and refusals at random moments, ``rate``
   faults a second on average, reproducibly for one ``seed``; ``calm()`` stops it.
 
@@ -186,6 +188,8 @@ class _Link:
                     await self._write(self.client, frame.raw[: max(1, len(frame.raw) // 2)])
                     self.abort()
                     return
+                if self.proxy._swallow(frame):
+                    continue
                 corrupted = self.proxy._corrupt(frame)
                 await self._write(self.client, corrupted if corrupted is not None else frame.raw)
             data = await reader.read(65536)
@@ -195,6 +199,15 @@ class _Link:
     async def _raw(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while data := await reader.read(65536):
             await self._write(writer, data)
+
+
+def _is_log_notification(frame: Frame) -> bool:
+    return (
+        frame.opcode == TEXT
+        and frame.fin
+        and b'"eth_subscription"' in frame.payload
+        and b'"logIndex"' in frame.payload
+    )
 
 
 async def _read_head(reader: asyncio.StreamReader) -> bytes:
@@ -228,6 +241,7 @@ class FaultProxy:
         self._refusing = False
         self._cut_pending = False
         self._corrupt_pending = 0
+        self._swallow_pending = 0
         self._getlogs_limit: int | None = None
         self._chaos: asyncio.Task[None] | None = None
 
@@ -303,6 +317,10 @@ class FaultProxy:
         as a buggy provider would: the log is then unreadable where it should have been."""
         self._run(self._set("_corrupt_pending", count))
 
+    def swallow_logs(self, count: int) -> None:
+        """Forward none of the next ``count`` log notifications to any client."""
+        self._run(self._set("_swallow_pending", count))
+
     def inject(self, *texts: str) -> int:
         """Send each text as a frame to every WebSocket client, as if the target had sent it
         (between whole frames); returns how many frames were sent."""
@@ -342,10 +360,15 @@ class FaultProxy:
     async def _open_links(self) -> int:
         return len(self._links)
 
+    def _swallow(self, frame: Frame) -> bool:
+        if not self._swallow_pending or not _is_log_notification(frame):
+            return False
+        self._swallow_pending -= 1
+        self._count("swallowed_log")
+        return True
+
     def _corrupt(self, frame: Frame) -> bytes | None:
-        if not self._corrupt_pending or frame.opcode != TEXT or not frame.fin:
-            return None
-        if b'"eth_subscription"' not in frame.payload or b'"logIndex"' not in frame.payload:
+        if not self._corrupt_pending or not _is_log_notification(frame):
             return None
         spoiled = frame.payload.replace(b'"data":"0x', b'"data":"0xzz', 1)
         if spoiled == frame.payload:

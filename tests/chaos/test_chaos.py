@@ -608,6 +608,39 @@ def test_healthz_reflects_provider_loss_and_recovery(tmp_path: Path, anvil: Anvi
         h.check_promise()
 
 
+def test_a_log_lost_with_the_connection_after_its_head_is_fetched_again(
+    tmp_path: Path, anvil: Anvil
+) -> None:
+    """Heads and logs are separate subscriptions: a connection can go after a block's head and
+    before its log. The block is stored by then; the reconnect fetches the last blocks again."""
+    with harness(tmp_path, anvil, "log lost with the connection after its head") as h:
+        proxy = h.proxies[0]
+        h.start()
+        h.follow()
+        h.wait_caught_up("the start")
+        rounds = iterations(3, 10)
+        for round_ in range(rounds):
+            # The mint's log comes on two subscriptions: the token's and the wallet's transfers.
+            proxy.swallow_logs(2)
+            tx_hash = h.w3.eth.send_transaction(h.mint_tx(555_000 + round_))  # type: ignore[arg-type]
+            h.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
+            h.wait_caught_up("the head whose log did not come")
+            connections = proxy.faults()["connections"]
+            proxy.drop_all()
+            wait_until(
+                lambda connections=connections: proxy.faults()["connections"] > connections,
+                CATCH_UP,
+                "a reconnect",
+            )
+            # The reconnect is handled before the next head: once that is stored, so is the log.
+            h.traffic_steps(1)
+            h.wait_caught_up("the block after the reconnect")
+        h.stop()
+        h.figures.add_faults(proxy.faults())
+        assert proxy.faults()["swallowed_log"] == 2 * rounds
+        h.check_promise()
+
+
 def _notification(subscription: str, result: Any) -> str:
     params = {"subscription": subscription, "result": result}
     return json.dumps({"jsonrpc": "2.0", "method": "eth_subscription", "params": params})
