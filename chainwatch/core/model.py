@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from chainwatch.core.jsonform import checksum_address
 from chainwatch.errors import RemoteProtocolError
 
 JSON = Any
@@ -119,7 +120,7 @@ class StoredEvent:
             "transaction_hash": self.log.transaction_hash,
             "transaction_index": self.log.transaction_index,
             "log_index": self.log.log_index,
-            "address": _checksum(self.log.address),
+            "address": checksum_address(self.log.address),
             "contract": self.contract,
             "event": self.event,
             "args": self.args,
@@ -128,12 +129,6 @@ class StoredEvent:
         if self.error is not None:
             out["error"] = self.error
         return out
-
-
-def _checksum(address: str) -> str:
-    from chainwatch.core.jsonform import checksum_address
-
-    return checksum_address(address)
 
 
 # --- parsing node JSON (the peer may be wrong: errors are RemoteProtocolError) --------------
