@@ -75,7 +75,6 @@ events = Table(
     CheckConstraint(_STATUS_CHECK, name="status"),
     Index(None, "chain_id", "block_number"),
     Index(None, "contract", "event"),
-    Index(None, "status"),
     # The events still `new`: what each block's confirmation looks for (migration 0002).
     Index(
         "ix_events_unconfirmed",
@@ -83,6 +82,14 @@ events = Table(
         "block_number",
         sqlite_where=text("status = 'new'"),
         postgresql_where=text("status = 'new'"),
+    ),
+    # The orphaned events, few: what a status filter looks for (migration 0003).
+    Index(
+        "ix_events_removed",
+        "chain_id",
+        "block_number",
+        sqlite_where=text("status = 'removed'"),
+        postgresql_where=text("status = 'removed'"),
     ),
 )
 

@@ -37,7 +37,7 @@ def test_open_creates_the_schema_at_head(store: Store, backend: Backend) -> None
     assert {"events", "checkpoints", "blocks", "tokens", "alembic_version"} <= table_names(backend)
     engine = backend.engine()
     with engine.connect() as conn:
-        assert current_revision(conn) == head_revision() == "0002"
+        assert current_revision(conn) == head_revision() == "0003"
     engine.dispose()
 
 
@@ -96,6 +96,26 @@ def test_sqlite_is_in_wal_mode(tmp_path: Path) -> None:
     outside = sqlite3.connect(path)
     try:
         assert outside.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        outside.close()
+
+
+def test_sqlite_finds_a_chains_removed_events_through_their_own_index(tmp_path: Path) -> None:
+    """The partial index of removed events (migration 0003) is what a chain's status filter
+    uses: confirmed and new rows, the bulk, are not indexed by status."""
+    path = tmp_path / "plan.db"
+    Store.open(f"sqlite:///{path}").close()
+    outside = sqlite3.connect(path)
+    try:
+        indexes = {row[1] for row in outside.execute("PRAGMA index_list(events)")}
+        assert "ix_events_removed" in indexes
+        assert "ix_events_status" not in indexes
+        plan = outside.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM events WHERE chain_id = ? AND status = ? "
+            "ORDER BY id",
+            (1, "removed"),
+        ).fetchall()
+        assert "ix_events_removed" in " ".join(str(step[3]) for step in plan)
     finally:
         outside.close()
 
