@@ -39,6 +39,7 @@ from chainwatch.core.model import (
     StoredEvent,
     parse_head,
     parse_log,
+    quick_init,
 )
 from chainwatch.core.ranges import RangePolicy, is_range_error
 from chainwatch.core.sink import REORG_WINDOW, ChainStatus, EventSink, ProviderStatus
@@ -94,6 +95,7 @@ def backoff(initial: float = 0.5, maximum: float = 30.0) -> Any:
         delay = min(maximum, delay * 2)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class _Item:
     """What a session hands to the pipeline: a (re)connection, a head or a log."""

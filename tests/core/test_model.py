@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -9,7 +10,15 @@ from eth_utils.address import to_checksum_address
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chainwatch.core.model import Head, Log, StoredEvent, _parse_log_checked, parse_head, parse_log
+from chainwatch.core.model import (
+    Head,
+    Log,
+    StoredEvent,
+    _parse_log_checked,
+    parse_head,
+    parse_log,
+    quick_init,
+)
 from chainwatch.errors import RemoteProtocolError
 
 ADDRESS = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
@@ -271,3 +280,53 @@ def test_stored_event_address_is_eip55(log: Log, status: Any) -> None:
     out = StoredEvent(1, 1, log, None, None, None, None, status).to_json()
     assert out["address"] == to_checksum_address(log.address)
     assert list(out) == JSON_KEYS
+
+
+def _record_class(name: str) -> Any:
+    """A fresh frozen slots dataclass (quick_init changes the class it is given)."""
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Record:
+        a: int
+        b: tuple[str, ...]
+        c: str = "c"
+        d: bool = False
+
+    Record.__name__ = Record.__qualname__ = name
+    return Record
+
+
+_Plain = _record_class("_Plain")
+_Quick = quick_init(_record_class("_Quick"))
+
+
+@given(st.integers(), st.lists(st.text(max_size=3)).map(tuple), st.text(), st.booleans())
+def test_quick_init_builds_what_the_dataclass_init_builds(
+    a: int, b: tuple[str, ...], c: str, d: bool
+) -> None:
+    for args, kwargs in [((a, b), {}), ((a, b, c), {"d": d}), ((), {"b": b, "a": a, "c": c})]:
+        quick, plain = _Quick(*args, **kwargs), _Plain(*args, **kwargs)
+        assert dataclasses.astuple(quick) == dataclasses.astuple(plain)
+        assert quick == _Quick(*args, **kwargs)
+        assert hash(quick) == hash(_Quick(*args, **kwargs))
+        assert dataclasses.replace(quick, d=not quick.d).d is not quick.d
+
+
+def test_quick_init_keeps_the_class_frozen_and_its_errors() -> None:
+    quick = _Quick(1, ())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        quick.a = 2
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'b'"):
+        _Quick(1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'e'"):
+        _Quick(1, (), e=3)
+    assert repr(quick) == "_Quick(a=1, b=(), c='c', d=False)"
+
+
+def test_quick_init_refuses_a_default_factory() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class WithFactory:
+        a: list[int] = dataclasses.field(default_factory=list)
+
+    with pytest.raises(TypeError, match="default_factory"):
+        quick_init(WithFactory)
