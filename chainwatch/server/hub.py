@@ -422,5 +422,7 @@ def enrich(
 
 
 def tokens_needed(events: Iterable[StoredEvent]) -> set[str]:
-    """Addresses of the ERC-20 transfers among ``events`` (whose token metadata is needed)."""
-    return {e.log.address for e in events if erc20_value(e) is not None}
+    """Addresses of what may be ERC-20 transfers among ``events`` (whose token metadata is
+    needed): a ``Transfer`` with three topics. Its value is not parsed here, once per copy of
+    the event in a batch; a malformed one costs only a metadata lookup."""
+    return {e.log.address for e in events if e.event == "Transfer" and len(e.log.topics) == 3}
