@@ -401,6 +401,45 @@ def _offset_reader(pos: int, offsets_end: int, codec: _Codec) -> Reader:
     return read
 
 
+def _topic_address_inline(index: int) -> tuple[str, str]:
+    """:func:`_topic_address_reader` as an expression, and the check that it may be used."""
+    topic = f"topics[{index}]"
+    return f"len({topic}) == 66 and {topic}.startswith(_PREFIX)", f"_checksum({topic}[26:])"
+
+
+FastDecode = Callable[[Sequence[str], bytes], "dict[str, Any] | None"]
+
+
+def _compile_fast(
+    readers: Sequence[tuple[str, Reader]], inline: dict[int, tuple[str | None, str]]
+) -> FastDecode:
+    """One function that builds an event's arguments in a single dict display: the commonest
+    parameters (an address topic, a uint256 head word) as expressions, the others through
+    their readers. It returns None when a check fails, and a reader's DecodeError goes through:
+    the caller then goes reader by reader, which says which parameter is wrong. Keys and
+    readers are passed as names, never written into the source."""
+    names: dict[str, Any] = {
+        "_PREFIX": _ADDRESS_TOPIC_PREFIX,
+        "_checksum": checksum_hex40,
+        "_from_bytes": _from_bytes,
+    }
+    checks, items = [], []
+    for n, (key, reader) in enumerate(readers):
+        names[f"_k{n}"] = key
+        check, expression = inline.get(n, (None, f"_r{n}(topics, raw)"))
+        names[f"_r{n}"] = reader
+        if check is not None:
+            checks.append(check)
+        items.append(f"_k{n}: {expression}")
+    source = "def fast(topics, raw):\n"
+    if checks:
+        source += f"    if not ({' and '.join(checks)}):\n        return None\n"
+    source += f"    return {{{', '.join(items)}}}\n"
+    exec(source, names)  # as dataclasses builds an __init__
+    fast: FastDecode = names["fast"]
+    return fast
+
+
 class EventDecoder:
     """One compiled event: decodes the logs it emitted.
 
@@ -410,10 +449,20 @@ class EventDecoder:
     if the log is not one of this event (topic0, number of topics) or does not decode.
     """
 
-    __slots__ = ("_head_size", "_label", "_readers", "_topic0", "_topic_count", "event")
+    __slots__ = (
+        "_fast",
+        "_head_size",
+        "_label",
+        "_readers",
+        "_topic0",
+        "_topic_count",
+        "event",
+        "name",
+    )
 
     def __init__(self, event: AbiEvent) -> None:
         self.event = event
+        self.name = event.name
         self._label = event.name
         self._topic0 = None if event.anonymous else event.topic0
         self._topic_count = event.topic_count
@@ -421,10 +470,16 @@ class EventDecoder:
         head = 0
         data_codecs: list[tuple[str, int, _Codec]] = []
         readers: list[tuple[str, Reader | None]] = []
+        inline: dict[int, tuple[str | None, str]] = {}  # reader index -> (check, expression)
         for position, param in enumerate(event.inputs):
             key = arg_key(param, position)
             codec = _compile(param)
             if not param.indexed:
+                if isinstance(codec, _Uint) and codec.bits == 256:
+                    inline[len(readers)] = (
+                        None,
+                        f'str(_from_bytes(raw[{head}:{head + 32}], "big"))',
+                    )
                 data_codecs.append((key, head, codec))
                 head += codec.size
                 readers.append((key, None))
@@ -433,6 +488,7 @@ class EventDecoder:
                 reader = _topic_hash_reader(topic_index)
             elif param.type == "address":
                 reader = _topic_address_reader(topic_index)
+                inline[len(readers)] = _topic_address_inline(topic_index)
             else:
                 reader = _topic_value_reader(topic_index, codec)
             readers.append((key, reader))
@@ -446,6 +502,7 @@ class EventDecoder:
         self._readers: tuple[tuple[str, Reader], ...] = tuple(
             (key, reader if reader is not None else data_readers[key]) for key, reader in readers
         )
+        self._fast = _compile_fast(self._readers, inline)
 
     def decode(self, topics: Sequence[str], data: str) -> dict[str, Any]:
         """The arguments of a log of this event, in the JSON form; DecodeError otherwise."""
@@ -464,7 +521,14 @@ class EventDecoder:
                 f"{self._label}: data is {len(raw)} bytes, shorter than its"
                 f" {self._head_size}-byte head"
             )
-        out: dict[str, Any] = {}
+        try:
+            out = self._fast(topics, raw)
+        except DecodeError:
+            out = None
+        if out is not None:
+            return out
+        # The fast path found something wrong: again reader by reader, to say where.
+        out = {}
         key = ""
         try:
             for key, read in self._readers:
@@ -533,6 +597,9 @@ class AbiDecoder:
             slots = self._by_topic0.get(topics[0])
             if slots is not None:
                 candidates = slots[count]
+                if len(candidates) == 1:  # the usual case: no collision to try in turn
+                    decoder = candidates[0]
+                    return decoder.name, decoder.decode_data(topics, raw)
                 if candidates:
                     return _first_match(candidates, topics, raw)
                 if count not in self._anonymous:
