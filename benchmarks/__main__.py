@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import machine
+from benchmarks.common import loop_milliseconds, machine
 
 BENCHMARKS = ("decode", "ingest", "fanout", "latency", "history")
 HERE = Path(__file__).resolve().parent
@@ -88,7 +88,9 @@ def run_one(name: str) -> tuple[list[dict[str, Any]], float]:
     return results, time.monotonic() - started
 
 
-def write_results(lines: list[str], command: str, took: dict[str, float]) -> Path:
+def write_results(
+    lines: list[str], command: str, took: dict[str, float], speed: tuple[float, float]
+) -> Path:
     info = machine()
     today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     durations = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in took.items())
@@ -106,6 +108,9 @@ def write_results(lines: list[str], command: str, took: dict[str, float]) -> Pat
             f"- Python: {sys.version.split()[0]}",
             f"- command: `{command}`",
             f"- time per benchmark: {durations}",
+            f"- machine speed: a fixed pure-Python loop took {speed[0]:.1f} ms before the run"
+            f" and {speed[1]:.1f} ms after it (lower is faster; see `loop_milliseconds` in"
+            " `benchmarks/common.py`)",
             "",
             *lines,
             "",
@@ -136,14 +141,17 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n in names if n in args.only]
     results: list[dict[str, Any]] = []
     took: dict[str, float] = {}
+    before = loop_milliseconds()
     for name in names:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         rows, took[name] = run_one(name)
         results += rows
+    speed = (before, loop_milliseconds())
     lines = table(results)
     print("\n".join(lines))
+    print(f"machine speed: {speed[0]:.1f} ms before, {speed[1]:.1f} ms after", file=sys.stderr)
     command = "python -m benchmarks" + "".join(f" --only {n}" for n in args.only or ())
-    path = write_results(lines, command, took)
+    path = write_results(lines, command, took, speed)
     print(f"written to {path.relative_to(HERE.parent)}", file=sys.stderr)
     return 0
 

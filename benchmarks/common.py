@@ -53,6 +53,15 @@ def machine() -> dict[str, Any]:
     return {"cores": os.cpu_count() or 1, "cpu": model}
 
 
+def loop_milliseconds() -> float:
+    """How long a fixed pure-Python loop takes here, best of 5: the speed of the machine at
+    that moment. A shared host's load changes it from one minute to the next; the rows, each
+    measured side by side, vary much less in their ratios than in their rates."""
+    import timeit
+
+    return 1000 * min(timeit.repeat("sum(range(10_000))", number=1000, repeat=5))
+
+
 def quiet_logs() -> None:
     """The benchmarks print one table: the daemon's info lines go nowhere."""
     logging.basicConfig(level=logging.WARNING)
