@@ -99,7 +99,7 @@ async def test_ethers_contract_on_transfer_same_as_the_node(
     procs = []
     for target in (anvil.ws_url, url):
         proc = await asyncio.create_subprocess_exec(
-            "node", str(ETHERS), target, token, str(TRANSFERS),
+            "node", str(ETHERS), target, token, str(TRANSFERS), str(anvil.chain_id),
             cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         procs.append(proc)

@@ -61,7 +61,7 @@ async def test_ethers_contract_on_transfer(harness: Harness) -> None:
     dev = harness.dev
     async with harness.serving():
         proc = await asyncio.create_subprocess_exec(
-            "node", str(JS / "ethers_transfers.mjs"), harness.url, TOKEN, "3",
+            "node", str(JS / "ethers_transfers.mjs"), harness.url, TOKEN, "3", str(CHAIN_ID),
             cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:

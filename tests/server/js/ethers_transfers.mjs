@@ -2,11 +2,14 @@
 // a dApp would against a node. Prints "ready" once the subscription is in place, then one JSON
 // line per Transfer, and exits after COUNT of them.
 //
-// usage: node ethers_transfers.mjs URL TOKEN_ADDRESS COUNT
+// usage: node ethers_transfers.mjs URL TOKEN_ADDRESS COUNT CHAIN_ID
 import { Contract, WebSocketProvider } from "ethers";
 
-const [url, address, count] = process.argv.slice(2);
-const provider = new WebSocketProvider(url);
+const [url, address, count, chainId] = process.argv.slice(2);
+// The network is given, as a dApp that knows its chain does (staticNetwork): otherwise ethers
+// detects it in the background, and a log that comes before that ends the process with
+// "network is not available yet" (requests do not wait for the detection, notifications need it).
+const provider = new WebSocketProvider(url, Number(chainId), { staticNetwork: true });
 const abi = ["event Transfer(address indexed from, address indexed to, uint256 value)"];
 const token = new Contract(address, abi, provider);
 let seen = 0;
@@ -30,5 +33,5 @@ await token.on("Transfer", async (from, to, value, payload) => {
   }
 });
 // Requests are answered in order on the socket: once this one is, eth_subscribe was handled.
-const chainId = await provider.send("eth_chainId", []);
-console.log(JSON.stringify({ ready: true, chainId }));
+const reported = await provider.send("eth_chainId", []);
+console.log(JSON.stringify({ ready: true, chainId: reported }));
