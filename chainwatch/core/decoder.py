@@ -356,6 +356,12 @@ def _topic_address_reader(index: int) -> Reader:
     return read
 
 
+def _topic_address_inline(index: int) -> tuple[str, str]:
+    """:func:`_topic_address_reader` as an expression, and the check that it may be used."""
+    topic = f"topics[{index}]"
+    return f"len({topic}) == 66 and {topic}.startswith(_PREFIX)", f"_checksum({topic}[26:])"
+
+
 def _topic_hash_reader(index: int) -> Reader:
     def read(topics: Sequence[str], raw: bytes) -> str:
         return "0x" + _topic_word(topics, index).hex()
@@ -372,9 +378,20 @@ def _topic_value_reader(index: int, codec: _Codec) -> Reader:
     return read
 
 
+def _is_uint256(codec: _Codec) -> bool:
+    return isinstance(codec, _Uint) and codec.bits == 256
+
+
+def _head_inline(pos: int, codec: _Codec) -> tuple[None, str] | None:
+    """:func:`_head_reader` as an expression (no check needed), for a uint256 word."""
+    if _is_uint256(codec):
+        return None, f'str(_from_bytes(raw[{pos}:{pos + 32}], "big"))'
+    return None
+
+
 def _head_reader(pos: int, codec: _Codec) -> Reader:
     # The decoder has checked that the whole head is within the data.
-    if isinstance(codec, _Uint) and codec.bits == 256:
+    if _is_uint256(codec):
         end = pos + 32
 
         def read_uint256(topics: Sequence[str], raw: bytes) -> str:
@@ -399,12 +416,6 @@ def _offset_reader(pos: int, offsets_end: int, codec: _Codec) -> Reader:
         return decode(raw, target)
 
     return read
-
-
-def _topic_address_inline(index: int) -> tuple[str, str]:
-    """:func:`_topic_address_reader` as an expression, and the check that it may be used."""
-    topic = f"topics[{index}]"
-    return f"len({topic}) == 66 and {topic}.startswith(_PREFIX)", f"_checksum({topic}[26:])"
 
 
 FastDecode = Callable[[Sequence[str], bytes], "dict[str, Any] | None"]
@@ -452,7 +463,6 @@ class EventDecoder:
     __slots__ = (
         "_fast",
         "_head_size",
-        "_label",
         "_readers",
         "_topic0",
         "_topic_count",
@@ -462,8 +472,7 @@ class EventDecoder:
 
     def __init__(self, event: AbiEvent) -> None:
         self.event = event
-        self.name = event.name
-        self._label = event.name
+        self.name = event.name  # also what a DecodeError message starts with
         self._topic0 = None if event.anonymous else event.topic0
         self._topic_count = event.topic_count
         topic_index = 0 if event.anonymous else 1
@@ -475,11 +484,9 @@ class EventDecoder:
             key = arg_key(param, position)
             codec = _compile(param)
             if not param.indexed:
-                if isinstance(codec, _Uint) and codec.bits == 256:
-                    inline[len(readers)] = (
-                        None,
-                        f'str(_from_bytes(raw[{head}:{head + 32}], "big"))',
-                    )
+                expression = _head_inline(head, codec)
+                if expression is not None:
+                    inline[len(readers)] = expression
                 data_codecs.append((key, head, codec))
                 head += codec.size
                 readers.append((key, None))
@@ -518,7 +525,7 @@ class EventDecoder:
         """:meth:`decode` once the log is known to be of this event and its data are bytes."""
         if len(raw) < self._head_size:
             raise DecodeError(
-                f"{self._label}: data is {len(raw)} bytes, shorter than its"
+                f"{self.name}: data is {len(raw)} bytes, shorter than its"
                 f" {self._head_size}-byte head"
             )
         try:
@@ -534,7 +541,7 @@ class EventDecoder:
             for key, read in self._readers:
                 out[key] = read(topics, raw)
         except DecodeError as exc:
-            raise DecodeError(f"{self._label}: {key}: {exc}") from None
+            raise DecodeError(f"{self.name}: {key}: {exc}") from None
         return out
 
 
@@ -597,9 +604,6 @@ class AbiDecoder:
             slots = self._by_topic0.get(topics[0])
             if slots is not None:
                 candidates = slots[count]
-                if len(candidates) == 1:  # the usual case: no collision to try in turn
-                    decoder = candidates[0]
-                    return decoder.name, decoder.decode_data(topics, raw)
                 if candidates:
                     return _first_match(candidates, topics, raw)
                 if count not in self._anonymous:
@@ -626,10 +630,13 @@ class AbiDecoder:
 def _first_match(
     decoders: tuple[EventDecoder, ...], topics: Sequence[str], raw: bytes
 ) -> tuple[str, dict[str, Any]]:
+    if len(decoders) == 1:  # the usual case, no collision: its own error is the answer
+        decoder = decoders[0]
+        return decoder.name, decoder.decode_data(topics, raw)
     errors = []
     for decoder in decoders:
         try:
-            return decoder.event.name, decoder.decode_data(topics, raw)
+            return decoder.name, decoder.decode_data(topics, raw)
         except DecodeError as exc:
             errors.append(exc)
     # There is always at least one candidate; report why the first one failed.
