@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -56,26 +57,71 @@ def _logging(level: str) -> None:
 # --- run ---------------------------------------------------------------------------------------
 
 
-@app.command()
-def run(
-    config: ConfigOption = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
-    serve: Annotated[
-        bool, typer.Option("--serve/--no-serve", help="Serve subscribers, or only ingest")
-    ] = True,
-) -> None:
-    """Run the daemon: ingest every configured chain, store, and serve subscribers."""
-    settings = _settings(config)
+LogLevelOption = Annotated[str, typer.Option(help="debug, info, warning or error")]
+
+
+def _run_daemon(settings: Settings, log_level: str, **options: Any) -> None:
     _logging(log_level)
     from chainwatch.daemon import Daemon, run_until_signal
 
-    daemon = Daemon(settings, serve=serve)
+    daemon = Daemon(settings, **options)
     try:
         asyncio.run(run_until_signal(daemon.run))
     except ChainwatchError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         pass
+
+
+def _postgresql_settings(config: Path | None, role: str) -> Settings:
+    settings = _settings(config)
+    if not settings.storage.url.startswith("postgresql"):
+        fail(
+            f"chainwatch {role} needs PostgreSQL: {settings.path}: storage.url is "
+            f"{settings.storage.url.split(':', 1)[0]} (use `chainwatch run` for one process)",
+            2,
+        )
+    return settings
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    log_level: LogLevelOption = "info",
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve subscribers, or only ingest")
+    ] = True,
+) -> None:
+    """Run the daemon: ingest every configured chain, store, and serve subscribers."""
+    _run_daemon(_settings(config), log_level, serve=serve)
+
+
+@app.command()
+def ingest(
+    config: ConfigOption = None,
+    log_level: LogLevelOption = "info",
+    http_port: Annotated[
+        int | None, typer.Option("--http-port", help="Serve /healthz and /metrics on this port")
+    ] = None,
+) -> None:
+    """An ingest candidate (PostgreSQL): leads each chain nobody leads, stands by otherwise."""
+    settings = _postgresql_settings(config, "ingest")
+    _run_daemon(settings, log_level, role="ingest", http_port=http_port)
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    log_level: LogLevelOption = "info",
+    port: Annotated[
+        int | None, typer.Option("--port", help="Listen on this port instead of [server] port")
+    ] = None,
+) -> None:
+    """A gateway (PostgreSQL): serves subscribers from the store's change log, no providers."""
+    settings = _postgresql_settings(config, "serve")
+    if port is not None:
+        settings = replace(settings, server=replace(settings.server, port=port))
+    _run_daemon(settings, log_level, role="serve")
 
 
 # --- check-config ------------------------------------------------------------------------------
@@ -308,7 +354,9 @@ def tail(
         list[str] | None, typer.Option(help="'ARG OP VALUE', e.g. 'amount >= 1000000'")
     ] = None,
     finality: Annotated[str | None, typer.Option(help="new or confirmed")] = None,
-    since: Annotated[int | None, typer.Option(help="Replay stored events after this id")] = None,
+    since: Annotated[
+        int | None, typer.Option(help="Replay the changes after this cursor (an event id works)")
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
 ) -> None:
     """Subscribe to a running daemon and print its alerts; reconnects with `since` by itself."""

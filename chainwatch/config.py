@@ -50,6 +50,11 @@ def redact_url(url: str) -> str:
 @dataclass(frozen=True, slots=True)
 class StorageSettings:
     url: str = "sqlite:///chainwatch.db"
+    #: Seconds a change stays in the change log (``changes_retention``, e.g. "7d"); a consumer
+    #: resuming from an older cursor is told to resync.
+    changes_retention: float = 7 * 86400.0
+    #: Seconds a chain's ingest leadership lasts without renewal (PostgreSQL roles).
+    lease_ttl: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,8 +303,16 @@ class _Reader:
         return value
 
     def storage(self, t: dict[str, Any]) -> StorageSettings:
-        self.check_keys(t, "storage.", {"url"})
-        url = self.get(t, "storage.", "url", str, StorageSettings().url)
+        self.check_keys(t, "storage.", {"url", "changes_retention", "lease_ttl"})
+        d = StorageSettings()
+        url = self.get(t, "storage.", "url", str, d.url)
+        retention = _duration(
+            self, "storage.changes_retention", self.get(t, "storage.", "changes_retention",
+                                                        (str, int, float), d.changes_retention)
+        )  # fmt: skip
+        lease_ttl = self.get(t, "storage.", "lease_ttl", float, d.lease_ttl)
+        if not 1.0 <= lease_ttl <= 300.0:
+            raise self.fail("storage.lease_ttl", "must be between 1 and 300 seconds")
         if "://" not in url:
             raise self.fail("storage.url", "not a database URL (e.g. sqlite:///chainwatch.db)")
         sqlite = _SQLITE_URL_RE.match(url)
@@ -308,7 +321,7 @@ class _Reader:
             prefix, rel = sqlite.groups()
             if rel and rel != ":memory:" and not rel.startswith("/"):
                 url = prefix + str(self.base / rel)
-        return StorageSettings(url)
+        return StorageSettings(url, retention, lease_ttl)
 
     def server(self, t: dict[str, Any]) -> ServerSettings:
         p = "server."
@@ -479,3 +492,23 @@ def _kind_name(kinds: tuple[type, ...]) -> str:
 
 def _toml_type(value: Any) -> str:
     return _kind_name((type(value),)).replace("a number", "a float")
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(loader: Any, key: str, value: str | float) -> float:
+    """Seconds from a number of seconds or a text like "90s", "30m", "12h", "7d"."""
+    if isinstance(value, str):
+        text = value.strip()
+        unit = _DURATION_UNITS.get(text[-1:])
+        try:
+            seconds = float(text[:-1]) * unit if unit is not None else float(text)
+        except ValueError:
+            raise loader.fail(key, f'expected a duration such as "7d", "12h" or "30m", got '
+                                   f"{value!r}") from None  # fmt: skip
+    else:
+        seconds = float(value)
+    if not seconds > 0:
+        raise loader.fail(key, "must be more than 0 seconds")
+    return seconds

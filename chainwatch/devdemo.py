@@ -15,7 +15,7 @@ from pathlib import Path
 
 from chainwatch import render
 from chainwatch.config import load_settings
-from chainwatch.core.model import Head, StoredEvent
+from chainwatch.core.model import Change
 from chainwatch.daemon import Daemon, run_until_signal
 
 log = logging.getLogger("chainwatch.dev")
@@ -28,13 +28,10 @@ class PrintSink:
     later, and the line would only repeat itself.
     """
 
-    def on_head(self, chain_id: int, head: Head) -> None:
-        pass
-
-    def on_events(self, chain_id: int, events: Sequence[StoredEvent]) -> None:
-        for event in events:
-            if event.status != "confirmed":
-                print(render.event_line(event.to_json()), flush=True)
+    def on_changes(self, changes: Sequence[Change]) -> None:
+        for change in changes:
+            if change.event is not None and change.kind in ("new", "removed"):
+                print(render.event_line(change.event.to_json()), flush=True)
 
 
 def run_demo(*, interval: float = 0.5, port: int = 8546, workdir: Path = Path(".devnet")) -> None:

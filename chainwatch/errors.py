@@ -14,6 +14,8 @@
     │   │   └── RequestTimeout          a request got no answer in time
     │   └── WrongChain                  the provider reports another chain id
     └── StoreError                      the database refused an operation
+        ├── LeadershipLost              this process no longer leads the chain it wrote for
+        └── CursorExpired               a cursor is older than the change log keeps
 
 Errors of other libraries are converted where they enter chainwatch (``raise ... from exc``).
 Errors meant for the user carry a one-line message that is safe to print: provider URLs in them
@@ -87,3 +89,23 @@ class WrongChain(ProviderError):
 
 class StoreError(ChainwatchError):
     """The database refused an operation."""
+
+
+class LeadershipLost(StoreError):
+    """A write for a chain came from a process whose lease on that chain has expired or was
+    taken over: the write is refused (fencing), and the process goes back to standing by."""
+
+
+class CursorExpired(StoreError):
+    """A cursor is older than what the change log keeps: the consumer must resync.
+
+    ``oldest`` is the oldest cursor still accepted (changes after it are all kept).
+    """
+
+    def __init__(self, cursor: int, oldest: int) -> None:
+        self.cursor = cursor
+        self.oldest = oldest
+        super().__init__(
+            f"cursor {cursor} is older than the change log keeps (oldest cursor accepted: "
+            f"{oldest}); resync from the store and resume from a newer cursor"
+        )

@@ -2,7 +2,7 @@
 
 One ``chainwatch_subscribe`` over WebSocket; each event is printed as one readable line (or one
 JSON object with ``--json``). When the connection drops, the client reconnects by itself
-(websockets' backoff) and resubscribes with ``since`` set to the last event id it printed, so
+(websockets' backoff) and resubscribes with ``since`` set to the last cursor it printed, so
 nothing is missed and nothing printed twice. A refused token, a bad filter or a URL that is not
 a chainwatch server stop it with a one-line :class:`ChainwatchError`.
 """
@@ -109,7 +109,7 @@ class _Tail:
                     message_text = error.get("message") if isinstance(error, dict) else error
                     raise ChainwatchError(f"the server refused the subscription: {message_text}")
                 subscription = obj.get("result")
-                since = f" (since event {self.last_id})" if self.last_id is not None else ""
+                since = f" (since cursor {self.last_id})" if self.last_id is not None else ""
                 self.err.write(f"chainwatch tail: subscribed to {self.shown}{since}\n")
                 self.err.flush()
                 continue
@@ -123,9 +123,12 @@ class _Tail:
     def show(self, event: Any) -> None:
         if not isinstance(event, dict):
             return
-        event_id = event.get("id")
-        if isinstance(event_id, int):
-            self.last_id = event_id if self.last_id is None else max(self.last_id, event_id)
+        # The change's cursor is what resumes exactly (confirmations and removals have their
+        # own); a daemon older than the change log sent only the event id, the same thing for
+        # a first sighting.
+        cursor = event.get("cursor", event.get("id"))
+        if isinstance(cursor, int):
+            self.last_id = cursor if self.last_id is None else max(self.last_id, cursor)
         self.out.write((json_line(event) if self.json_output else event_line(event)) + "\n")
         self.out.flush()
 
@@ -166,7 +169,7 @@ async def run_tail(
                 reason = "closed by the server"
             except ConnectionClosed as exc:
                 reason = f"lost ({exc})"
-            resume = f" from event {tail.last_id}" if tail.last_id is not None else ""
+            resume = f" from cursor {tail.last_id}" if tail.last_id is not None else ""
             errors.write(f"chainwatch tail: connection to {shown} {reason}; reconnecting{resume}\n")
             errors.flush()
     except InvalidStatus as exc:

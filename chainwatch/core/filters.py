@@ -643,7 +643,7 @@ def parse_event_filter(
         raise FilterError("finality", f'expected "new" or "confirmed", got {_show(finality)}')
     since = obj.get("since")
     if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
-        raise FilterError("since", f"expected an event id (an integer >= 0), got {_show(since)}")
+        raise FilterError("since", f"expected a cursor (an integer >= 0), got {_show(since)}")
 
     # Contracts: which schemas the filter can reach.
     candidates: list[ContractSchema] = list(contracts)

@@ -159,6 +159,31 @@ class StoredEvent:
         return out
 
 
+ChangeKind = Literal["new", "confirmed", "removed", "head"]
+CHANGE_KINDS: tuple[ChangeKind, ...] = ("new", "confirmed", "removed", "head")
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One entry of the store's change log: what a consumer can see happen, at ``cursor``.
+
+    ``kind`` is ``new`` (an event first stored), ``confirmed``, ``removed`` (orphaned by a
+    reorg) or ``head`` (a new canonical head). Event changes carry the event with its status at
+    that change (``event.status == kind``); a removal says what the status was before
+    (``prior``: ``new`` or ``confirmed``; None when not known). Head changes carry the head.
+    Cursors grow in commit order; the cursor of an event's ``new`` change is the event's id.
+    """
+
+    cursor: int
+    chain_id: int
+    kind: ChangeKind
+    event: StoredEvent | None = None
+    head: Head | None = None
+    prior: Status | None = None
+    at: float = 0.0  # when it was committed (Unix time; 0 when unknown)
+
+
 # --- parsing node JSON (the peer may be wrong: errors are RemoteProtocolError) --------------
 
 

@@ -67,6 +67,9 @@ METHOD_NOT_FOUND = "method_not_found"
 INVALID_PARAMS = "invalid_params"
 RATE_LIMITED = "rate_limited"
 SUBSCRIPTION_LIMIT = "subscription_limit"
+CURSOR_EXPIRED_COUNT = "cursor_expired"
+#: JSON-RPC "server error" range (-32000 to -32099): a resume cursor older than the log keeps.
+CURSOR_EXPIRED = -32000
 
 _SUBSCRIPTIONS_ONLY = (
     "chainwatch serves subscriptions only (eth_subscribe, chainwatch_subscribe); "
@@ -167,22 +170,24 @@ class SessionLimits:
 class _Error(Exception):
     """A request's error response, raised inside dispatch and answered by ``_one``."""
 
-    def __init__(self, code: int, message: str, count: str) -> None:
+    def __init__(self, code: int, message: str, count: str, data: JSON = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.count = count
+        self.data = data
 
 
 class Session:
     """Per-connection state: the chain of the path, the client's subscriptions, its rate.
 
     ``head_number(chain_id)`` reads the latest head seen (None before the first);
+    ``oldest_cursor()`` the oldest change-log cursor a subscription may resume from;
     ``contracts`` is the (shared, precomputed) result of ``chainwatch_contracts``.
     """
 
     __slots__ = ("bucket", "catalogs", "chain_id", "contracts", "head_number", "limits",
-                 "new_id", "subscriptions")  # fmt: skip
+                 "new_id", "oldest_cursor", "subscriptions")  # fmt: skip
 
     def __init__(
         self,
@@ -194,8 +199,10 @@ class Session:
         limits: SessionLimits | None = None,
         now: float = 0.0,
         new_id: Callable[[], str] = new_subscription_id,
+        oldest_cursor: Callable[[], int] = lambda: 0,
     ) -> None:
         self.chain_id = chain_id
+        self.oldest_cursor = oldest_cursor
         self.catalogs = catalogs
         self.head_number = head_number
         self.contracts = contracts if contracts is not None else []
@@ -251,7 +258,7 @@ class Session:
             outcome.counts.append(exc.count)
             if request.is_notification:
                 return None
-            return rpc.encode_error(request.id, exc.code, exc.message)
+            return rpc.encode_error(request.id, exc.code, exc.message, exc.data)
         if request.is_notification:
             return None
         return rpc.encode_result(request.id, result)
@@ -318,6 +325,15 @@ class Session:
             )
         except FilterError as exc:
             raise _invalid(f"filter: {exc}") from None
+        since = event_filter.since
+        if since is not None and since < (oldest := self.oldest_cursor()):
+            raise _Error(
+                CURSOR_EXPIRED,
+                f"cursor {since} is older than the change log keeps (oldest cursor accepted: "
+                f"{oldest}): resync from the store, then resume from a newer cursor",
+                CURSOR_EXPIRED_COUNT,
+                {"oldest_cursor": oldest},
+            )
         return self._subscribe(EventsSpec(event_filter), outcome)
 
     def _subscribe(self, spec: Spec, outcome: Outcome) -> str:

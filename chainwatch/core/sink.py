@@ -1,8 +1,10 @@
 """What the ingest side hands to the fan-out side, and the live state of each chain.
 
-The daemon wires one ``EventSink`` (the downstream server) to every chain's ingest. Ingest
-calls it on the event loop, after the store has committed, so the sink only ever sees what is
-durable. Calls must not block: a sink queues and returns.
+What a consumer receives is defined by the store's change log alone (``Change``: a cursor and
+what changed). In one process (``chainwatch run``) the ingest hands the changes it has just
+committed to an ``EventSink`` on the event loop - a fast hand-off of exactly the log's entries,
+after the commit, so the sink only ever sees what is durable. A gateway process reads the same
+entries from the log by cursor. Calls must not block: a sink queues and returns.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from chainwatch.core.model import Head, StoredEvent
+from chainwatch.core.model import Change, Head
 
 # Recent blocks kept beyond the confirmation depth for reorg detection; a reorg deeper than
 # confirmations + REORG_WINDOW is beyond what chainwatch repairs. Resuming subscribers are told
@@ -20,12 +22,8 @@ REORG_WINDOW = 64
 
 
 class EventSink(Protocol):
-    def on_head(self, chain_id: int, head: Head) -> None:
-        """A new canonical head of ``chain_id`` (after the events up to it are stored)."""
-
-    def on_events(self, chain_id: int, events: Sequence[StoredEvent]) -> None:
-        """Stored events whose status is new, or changed (``confirmed``/``removed``); each keeps
-        its id through its life. Ordered by (block, log index) within a call."""
+    def on_changes(self, changes: Sequence[Change]) -> None:
+        """Committed changes of one transaction, in cursor order."""
 
 
 @dataclass(slots=True)
@@ -57,8 +55,5 @@ class ChainStatus:
 class NullSink:
     """A sink that drops everything (daemon runs without a server, tests)."""
 
-    def on_head(self, chain_id: int, head: Head) -> None:
-        pass
-
-    def on_events(self, chain_id: int, events: Sequence[StoredEvent]) -> None:
+    def on_changes(self, changes: Sequence[Change]) -> None:
         pass

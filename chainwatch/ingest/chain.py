@@ -55,7 +55,8 @@ from chainwatch.errors import (
     WrongChain,
 )
 from chainwatch.ingest.provider import ProviderConnection
-from chainwatch.store import Store
+from chainwatch.metrics import Metrics
+from chainwatch.store import Lease, Store
 
 log = logging.getLogger("chainwatch.ingest")
 T = TypeVar("T")
@@ -119,11 +120,21 @@ class ChainIngest:
         *,
         exit_on_fatal: bool = False,
         store_executor: Executor | None = None,
+        lease: Lease | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.chain = chain
         self.watch = watch
         self.store = store
         self.sink = sink
+        # This process's leadership of the chain (PostgreSQL roles): every write carries it,
+        # and a write after the lease was lost fails with LeadershipLost (fencing).
+        self.lease = lease
+        self.metrics = metrics or Metrics()
+        self._events_stored = self.metrics.events_stored.labels(chain.name)
+        self._head_block = self.metrics.head_block.labels(chain.name)
+        self.metrics.reorgs.labels(chain.name)  # listed at 0 before the first one
+        self.metrics.provider_reconnects.labels(chain.name)
         self.status = status or ChainStatus(chain.name, chain.chain_id, chain.confirmations)
         if not self.status.providers:
             self.status.providers = [ProviderStatus(redact_url(u)) for u in chain.providers]
@@ -198,6 +209,7 @@ class ChainIngest:
                             raise
                 finally:
                     pstatus.connected = False
+                    self.metrics.provider_reconnects.labels(self.chain.name).inc()
                 if not any(p.connected for p in self.status.providers):
                     log.warning("%s: no provider connected", self.chain.name)
                 if time.monotonic() - started > 30:
@@ -502,6 +514,7 @@ class ChainIngest:
             return
         # The new head does not extend our tip: a reorg.
         self.stats["reorgs"] += 1
+        self.metrics.reorgs.labels(self.chain.name).inc()
         fork = await self._rewind(conn, min(tip.number, head.number - 1))
         await self._load_range(conn, fork + 1, head.number, end_head=head)
         self._released(head)
@@ -580,7 +593,7 @@ class ChainIngest:
             self.recent = {n: h for n, h in self.recent.items() if n > floor}
 
     def _released(self, head: Head) -> None:
-        """``head`` and everything below it are stored: forget held logs, tell the sink."""
+        """``head`` and everything below it are stored: forget held logs."""
         self.pending.pop(head.hash, None)
         horizon = head.number - PENDING_HORIZON
         for block_hash in [
@@ -589,7 +602,6 @@ class ChainIngest:
             if next(iter(held.values())).block_number < horizon
         ]:
             del self.pending[block_hash]
-        self.sink.on_head(self.chain.chain_id, head)
 
     async def _rewind(self, conn: ProviderConnection, from_number: int) -> int:
         """Walk back from ``from_number`` to the highest stored block that is still canonical;
@@ -627,17 +639,22 @@ class ChainIngest:
             if canonical_hash[number] != event.log.block_hash:
                 orphaned.add(event.log.block_hash)
         checkpoint = Checkpoint(chain_id, fork_head.number, fork_head.hash)
-        changed = await self._db(self.store.reorg, chain_id, orphaned, checkpoint, fork + 1)
+        changed = await self._db(
+            functools.partial(
+                self.store.reorg, chain_id, orphaned, checkpoint, fork + 1, lease=self.lease
+            )
+        )
         self.tip = fork_head
         for number in [n for n in self.recent if n > fork]:
             del self.recent[number]
         log.warning(
             "%s: reorg: fork at block %d, %d events removed", self.chain.name, fork, len(changed)
         )
-        for event in changed:
-            self.unconfirmed.pop(event.id, None)
+        for change in changed:
+            assert change.event is not None
+            self.unconfirmed.pop(change.event.id, None)
         if changed:
-            self.sink.on_events(chain_id, changed)
+            self.sink.on_changes(changed)
         return fork
 
     # --- store and sink -----------------------------------------------------------------------
@@ -663,57 +680,51 @@ class ChainIngest:
         self, events: list[DecodedEvent], head: Head | None, blocks: list[Head]
     ) -> list[StoredEvent]:
         """One transaction: the events, the blocks in the window, the checkpoint at ``head``
-        and the confirmations it brings. Then the sink."""
+        and the confirmations it brings, with their changes. Then the sink gets the changes."""
         chain_id = self.chain.chain_id
         checkpoint = Checkpoint(chain_id, head.number, head.hash) if head is not None else None
         if checkpoint is None:
-            stored = await self._db(self.store.write_batch, events, None, blocks)
-            confirmed: list[StoredEvent] = []
+            changes = await self._db(
+                functools.partial(self.store.write_batch, events, None, blocks, lease=self.lease)
+            )
         else:
             depth = head.number - self.chain.confirmations + 1 if head is not None else -1
-            committed = await self._db(
+            changes = await self._db(
                 functools.partial(
                     self.store.commit_block,
                     events,
                     checkpoint,
                     blocks,
                     confirm_through=depth if depth >= 0 else None,
+                    known=self.unconfirmed,
+                    lease=self.lease,
                 )
             )
-            stored = committed.inserted
-            confirmed = await self._confirmed(committed.confirmed_ids)
+        stored: list[StoredEvent] = []
+        unconfirmed = self.unconfirmed
+        for change in changes:
+            event = change.event
+            if event is None:
+                continue
+            if change.kind == "new":
+                stored.append(event)
+                unconfirmed[event.id] = event
+            elif change.kind == "confirmed":
+                unconfirmed.pop(event.id, None)
+        if len(unconfirmed) > MAX_UNCONFIRMED:
+            unconfirmed.clear()  # read back from the store when confirmed, then
         self.stats["events"] += len(stored)
-        for event in stored:
-            if event.status == "new":
-                self.unconfirmed[event.id] = event
+        self._events_stored.inc(len(stored))
+        if changes:
+            self.metrics.change_cursor.set(changes[-1].cursor)
         if head is not None:
+            self._head_block.set(head.number)
             keep_from = head.number - self.chain.confirmations - REORG_WINDOW
             if keep_from > 0 and head.number % 16 == 0:
                 await self._db(self.store.prune_blocks, chain_id, keep_from)
-        # Every event reaches the sink first as `new` (first seen), then as `confirmed`, even
-        # when it was deep enough to be stored confirmed at once (history, grouped blocks).
-        first_seen = [e.with_status("new") if e.status == "confirmed" else e for e in stored]
-        changed = first_seen + [e for e in stored if e.status == "confirmed"] + confirmed
-        if changed:
-            self.sink.on_events(chain_id, changed)
+        if changes:
+            self.sink.on_changes(changes)
         return stored
-
-    async def _confirmed(self, ids: list[int]) -> list[StoredEvent]:
-        """The events of ``ids``, just confirmed: from memory, or read back if not there."""
-        out = []
-        missing = []
-        for event_id in ids:
-            event = self.unconfirmed.pop(event_id, None)
-            if event is None:
-                missing.append(event_id)
-            else:
-                out.append(event.with_status("confirmed"))
-        if missing:
-            out += await self._db(self.store.by_ids, missing)
-            out.sort(key=lambda e: e.id)
-        if len(self.unconfirmed) > MAX_UNCONFIRMED:
-            self.unconfirmed.clear()  # read back from the store when confirmed, then
-        return out
 
     async def _db(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a store call in the store's thread (one writer, in order)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import email.utils
 import http
 import ipaddress
@@ -21,7 +22,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
@@ -32,7 +33,7 @@ from websockets.http11 import Request, Response
 
 from chainwatch.config import Settings
 from chainwatch.core import rpc
-from chainwatch.core.model import Head, Status, StoredEvent
+from chainwatch.core.model import Change, Head
 from chainwatch.core.protocol import (
     Outcome,
     Session,
@@ -40,8 +41,9 @@ from chainwatch.core.protocol import (
     Subscribe,
     Unsubscribe,
 )
-from chainwatch.core.sink import REORG_WINDOW, ChainStatus
-from chainwatch.errors import ChainwatchError, StoreError
+from chainwatch.core.sink import ChainStatus
+from chainwatch.errors import ChainwatchError, CursorExpired, StoreError
+from chainwatch.metrics import CONTENT_TYPE, Metrics
 from chainwatch.server import http as httpcheck
 from chainwatch.server.catalog import build_catalogs, contracts_json
 from chainwatch.server.connection import Client, Connection
@@ -70,12 +72,12 @@ WRITE_LIMIT = 64 * 1024
 FANOUT_QUEUE = 10_000
 # Events per page when replaying from the store.
 REPLAY_PAGE = 500
-# Replayed events whose status is remembered, to drop a live duplicate at the seam.
-REPLAY_RECENT = 10_000
 # How long token metadata that the store does not have yet is taken as unknown.
 TOKEN_MISS_TTL = 30.0
 TOKEN_CACHE_SIZE = 10_000
 CLOSE_TIMEOUT = 5.0
+# On SIGTERM, seconds the fan-out may take to route what is queued before clients are closed.
+DRAIN_QUEUE = 2.0
 # Connections the kernel queues before they are accepted: thousands of clients reconnecting at
 # once after a restart must not have their SYNs dropped (the kernel caps it at somaxconn).
 BACKLOG = 4096
@@ -91,9 +93,18 @@ class Server:
     """
 
     def __init__(
-        self, settings: Settings, store: Store, statuses: Mapping[int, ChainStatus]
+        self,
+        settings: Settings,
+        store: Store,
+        statuses: Mapping[int, ChainStatus],
+        metrics: Metrics | None = None,
+        health: Callable[[], tuple[int, bytes]] | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
+        # /healthz: the daemon's own view (a gateway's comes from the store), else the chains'.
+        self._health = health or (lambda: httpcheck.healthz(self.statuses))
+        self._chain_names = {c.chain_id: c.name for c in settings.chains}
         self.store = store
         self.statuses = statuses
         self.stats: collections.Counter[str] = collections.Counter()
@@ -103,9 +114,8 @@ class Server:
         self._chains = [(c.name, c.chain_id) for c in settings.chains]
         self._limits = SessionLimits(s.max_subscriptions, s.max_requests_per_second)
         self._hub = Hub(buffer_limit=s.max_queue_messages)
-        self._queue: asyncio.Queue[tuple[int, Head | Sequence[StoredEvent]]] = asyncio.Queue(
-            FANOUT_QUEUE
-        )
+        self._queue: asyncio.Queue[Sequence[Change]] = asyncio.Queue(FANOUT_QUEUE)
+        self._oldest_cursor = 0  # the oldest cursor a subscription may resume from
         self._tokens: dict[tuple[int, str], tuple[TokenInfo | None, float]] = {}
         self._per_ip: collections.Counter[str] = collections.Counter()
         self._ws: WsServer | None = None
@@ -120,7 +130,12 @@ class Server:
         flow to them once :meth:`serve_forever` runs. Raises ChainwatchError if the port cannot
         be bound."""
         s = self.settings.server
-        self._hub.high_water = await asyncio.to_thread(self.store.max_event_id)
+        self._hub.last_cursor = await asyncio.to_thread(self.store.last_cursor)
+        await self.refresh_oldest_cursor()
+        for chain_id, head in (await asyncio.to_thread(self.store.heads)).items():
+            status = self.statuses.get(chain_id)
+            if status is not None and status.head is None:
+                status.head = head  # what a gateway knows before the log brings a new one
         tls = self._tls_context()
         connection_class = type("ServerConnection", (Connection,), {"owner": self})
         ws_logger = logging.getLogger("chainwatch.server.ws")
@@ -169,6 +184,11 @@ class Server:
         return context
 
     @property
+    def last_cursor(self) -> int:
+        """The last cursor routed (where a reader of the log continues from)."""
+        return self._hub.last_cursor
+
+    @property
     def port(self) -> int:
         """The bound port (after :meth:`start`; still known once closed)."""
         if self._port is None:
@@ -176,8 +196,13 @@ class Server:
         return self._port
 
     async def serve_forever(self) -> None:
-        """Accept connections and fan out events until cancelled (or :meth:`close`); then
-        close every connection with 1001 (going away) and return."""
+        """Accept connections and fan out events until cancelled (or :meth:`close`).
+
+        Cancelled (SIGTERM), it drains: stops accepting, lets the fan-out route what is
+        queued (up to DRAIN_QUEUE seconds), writes what each client has pending, then closes
+        every connection with 1012 (service restart, RFC 6455 section 7.4.1 as registered
+        by IANA) so that clients reconnect - to another gateway - with their cursor.
+        """
         if self._ws is None:
             await self.start()
         ws = self._ws
@@ -186,42 +211,58 @@ class Server:
             self._tasks = tasks
             fanout = tasks.create_task(self._fanout(), name="server fan-out")
             try:
-                await ws.serve_forever()
+                if not ws.is_serving():
+                    await ws.start_serving()
+                await ws.wait_closed()
+            except asyncio.CancelledError:
+                await self._drain(ws)
+                raise
             finally:
                 self._tasks = None
                 fanout.cancel()
 
+    async def _drain(self, ws: WsServer) -> None:
+        ws.server.close()  # stop accepting first: new clients go to another gateway
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_QUEUE):
+                await self._queue.join()
+        self._flush(list(self._clients))
+        ws.close(code=CloseCode.SERVICE_RESTART, reason="service restart")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT + 1):
+                await ws.wait_closed()
+
     async def close(self) -> None:
-        """Stop accepting, close every connection (1001) and wait until they are gone."""
+        """Stop accepting, close every connection (1001, going away) and wait until they are
+        gone."""
         if self._ws is not None:
             self._ws.close()
             await self._ws.wait_closed()
 
-    # --- the sink ---------------------------------------------------------------------------
+    # --- the change log ---------------------------------------------------------------------
 
-    def on_head(self, chain_id: int, head: Head) -> None:
-        self._enqueue(chain_id, head)
-
-    def on_events(self, chain_id: int, events: Sequence[StoredEvent]) -> None:
-        if events:
-            self._enqueue(chain_id, list(events))
-
-    def _enqueue(self, chain_id: int, item: Head | Sequence[StoredEvent]) -> None:
+    def on_changes(self, changes: Sequence[Change]) -> None:
+        """Committed changes, in cursor order (the in-process hand-off, or a gateway's read of
+        the log): queued for the fan-out task."""
+        if not changes:
+            return
         try:
-            self._queue.put_nowait((chain_id, item))
+            self._queue.put_nowait(changes)
         except asyncio.QueueFull:
-            self._overloaded(chain_id, item)
+            self._overloaded(changes)
 
-    def _overloaded(self, chain_id: int, item: Head | Sequence[StoredEvent]) -> None:
+    async def refresh_oldest_cursor(self) -> None:
+        """Read again the oldest cursor a subscription may resume from (after a pruning)."""
+        self._oldest_cursor = await asyncio.to_thread(self.store.oldest_cursor)
+
+    def _overloaded(self, changes: Sequence[Change]) -> None:
         """The fan-out task is this far behind (the store stalls token lookups): drop what
-        waits and close every client (1013), who resume from the store with ``since``."""
-        dropped = [item]
+        waits and close every client (1013), who resume from the log with their cursor."""
+        top = changes[-1].cursor
         while not self._queue.empty():
-            dropped.append(self._queue.get_nowait()[1])
-        top = max(
-            (e.id for batch in dropped if not isinstance(batch, Head) for e in batch), default=0
-        )
-        self._hub.high_water = max(self._hub.high_water, top)
+            top = max(top, self._queue.get_nowait()[-1].cursor)
+            self._queue.task_done()
+        self._hub.last_cursor = max(self._hub.last_cursor, top)
         self.stats["fanout_overflow"] += 1
         log.error("fan-out queue full: closing %d client(s) to resume later", len(self._clients))
         for client in list(self._clients):
@@ -229,25 +270,49 @@ class Server:
 
     async def _fanout(self) -> None:
         while True:
-            chain_id, item = await self._queue.get()
-            if not isinstance(item, Head):
-                await self._ensure_tokens(chain_id, item)
+            changes = await self._queue.get()
             try:
-                if isinstance(item, Head):
-                    touched = self._hub.route_head(chain_id, item)
-                else:
-                    touched = self._hub.route_events(
-                        chain_id,
-                        item,
-                        head_number=self._head_number(chain_id),
-                        token_of=self._token_lookup(chain_id),
-                    )
-            except Exception:
-                # A bug of ours: lose this batch, not the server and every subscriber with it.
-                log.exception("internal error routing events of chain %d", chain_id)
-                self.stats["internal_error"] += 1
-                continue
-            self._flush(touched)
+                await self._route(changes)
+            finally:
+                self._queue.task_done()
+
+    async def _route(self, changes: Sequence[Change]) -> None:
+        """Route one batch of changes and write to every client it touched."""
+        for change in changes:
+            if change.head is not None:
+                self._new_head(change.chain_id, change.head)
+        await self._ensure_tokens(changes)
+        try:
+            touched = self._hub.route(
+                changes, head_number=self._head_number, token_of=self._token_of
+            )
+        except Exception:
+            # A bug of ours: lose this batch, not the server and every subscriber with it.
+            log.exception("internal error routing changes %d-%d", changes[0].cursor,
+                          changes[-1].cursor)  # fmt: skip
+            self.stats["internal_error"] += 1
+            return
+        self._flush(touched)
+        metrics = self.metrics
+        delivered = self._hub.deliveries
+        if delivered:
+            metrics.deliveries.inc(delivered)
+            self._hub.deliveries = 0
+        metrics.change_cursor.set(self._hub.last_cursor)
+        committed_at = changes[-1].at
+        if committed_at:
+            metrics.delivery_latency.observe(max(0.0, time.time() - committed_at))
+
+    def _new_head(self, chain_id: int, head: Head) -> None:
+        """A head from the log: what eth_blockNumber, confirmations and /healthz read (in a
+        gateway, nothing else tells them)."""
+        status = self.statuses.get(chain_id)
+        if status is not None and (status.head is None or head.number >= status.head.number):
+            status.head = head
+            status.last_head_at = time.monotonic()
+            self.metrics.head_block.labels(self._chain_names.get(chain_id, str(chain_id))).set(
+                head.number
+            )
 
     def _flush(self, recipients: Iterable[Recipient]) -> None:
         for client in cast("Iterable[Client]", recipients):
@@ -261,6 +326,7 @@ class Server:
         client.close_queue()
         if reason == "slow consumer":
             self.stats["slow_consumer"] += 1
+            self.metrics.slow_consumer_closes.inc()
             log.warning("closing a slow consumer from %s", client.conn.peer)
         if self._tasks is not None:
             self._tasks.create_task(self._close_connection(client.conn, code, reason))
@@ -282,47 +348,51 @@ class Server:
             return None
         return status.head.number
 
-    def _token_lookup(self, chain_id: int) -> Callable[[str], TokenInfo | None]:
-        cache = self._tokens
+    def _token_of(self, chain_id: int, address: str) -> TokenInfo | None:
+        entry = self._tokens.get((chain_id, address))
+        return entry[0] if entry is not None else None
 
-        def token_of(address: str) -> TokenInfo | None:
-            entry = cache.get((chain_id, address))
-            return entry[0] if entry is not None else None
-
-        return token_of
-
-    async def _ensure_tokens(self, chain_id: int, events: Sequence[StoredEvent]) -> None:
-        """Read the metadata of the ERC-20 tokens in ``events`` that the cache lacks."""
+    async def _ensure_tokens(self, changes: Iterable[Change]) -> None:
+        """Read the metadata of the ERC-20 tokens in ``changes`` that the cache lacks."""
         now = time.monotonic()
-        missing = []
-        for address in tokens_needed(events):
-            entry = self._tokens.get((chain_id, address))
-            if entry is None or (entry[0] is None and entry[1] < now):
-                missing.append(address)
+        missing: list[tuple[int, str]] = []
+        for change in changes:
+            event = change.event
+            if event is None:
+                continue
+            for address in tokens_needed((event,)):
+                key = (event.chain_id, address)
+                entry = self._tokens.get(key)
+                if (entry is None or (entry[0] is None and entry[1] < now)) and (
+                    key not in missing
+                ):
+                    missing.append(key)
         if not missing:
             return
 
-        def read() -> dict[str, TokenInfo | None]:
-            return {a: self.store.token(chain_id, a) for a in missing}
+        def read() -> dict[tuple[int, str], TokenInfo | None]:
+            return {key: self.store.token(*key) for key in missing}
 
         try:
             found = await asyncio.to_thread(read)
         except StoreError as exc:
             log.warning("cannot read token metadata: %s", exc)
             found = dict.fromkeys(missing)
-        for address, info in found.items():
+        for key, info in found.items():
             if len(self._tokens) >= TOKEN_CACHE_SIZE:
                 del self._tokens[next(iter(self._tokens))]
-            self._tokens[(chain_id, address)] = (info, now + TOKEN_MISS_TTL)
+            self._tokens[key] = (info, now + TOKEN_MISS_TTL)
 
     # --- connections --------------------------------------------------------------------------
 
     def connection_made(self, connection: Connection) -> None:
         self._per_ip[connection.peer] += 1
         self.stats["connections"] += 1
+        self.metrics.subscribers.inc()
 
     def connection_lost(self, connection: Connection) -> None:
         self._per_ip[connection.peer] -= 1
+        self.metrics.subscribers.dec()
         if self._per_ip[connection.peer] <= 0:
             del self._per_ip[connection.peer]
 
@@ -330,9 +400,12 @@ class Server:
         """The HTTP checks before the upgrade (see :mod:`chainwatch.server.http`)."""
         assert isinstance(conn, Connection)
         s = self.settings.server
-        if request.path.split("?", 1)[0] == "/healthz":
-            status, body = httpcheck.healthz(self.statuses)
+        path = request.path.split("?", 1)[0]
+        if path == "/healthz":
+            status, body = self._health()
             return _response(status, body, "application/json")
+        if path == "/metrics":
+            return _response(200, self.metrics.render(), CONTENT_TYPE)
         if self._per_ip[conn.peer] > s.max_connections_per_ip:
             return self._refuse(conn, request, 429, "too many connections from this address")
         origins = request.headers.get_all("Origin")
@@ -392,6 +465,7 @@ class Server:
             contracts=self._contracts,
             limits=self._limits,
             now=loop.time(),
+            oldest_cursor=lambda: self._oldest_cursor,
         )
         try:
             async for message in conn:
@@ -426,39 +500,30 @@ class Server:
                 sub = self._hub.subscribe(client, effect.id, effect.spec)
                 self.stats["subscriptions"] += 1
                 if sub.buffer is not None:
-                    await self._replay(client, sub, self._hub.high_water)
+                    await self._replay(client, sub, self._hub.last_cursor)
 
     # --- replay -------------------------------------------------------------------------------
 
     async def _replay(self, client: Client, sub: Subscription, upto: int) -> None:
-        """Send the stored events with ``since < id <= upto`` that ``sub`` matches, then what
-        arrived meanwhile (see :meth:`Hub.end_replay`)."""
+        """Send the changes of the log with ``since < cursor <= upto`` that ``sub`` is owed
+        (the hub's rules for a resuming subscriber), then what arrived meanwhile (see
+        :meth:`Hub.end_replay`)."""
         event_filter = sub.group.event_filter
         assert event_filter is not None and sub.since is not None
         chain_id = event_filter.chain_id
         confirmed_only = event_filter.finality == "confirmed"
-        query: dict[str, Any] = {"chain_id": chain_id}
-        if event_filter.events is not None and len(event_filter.events) == 1:
-            (query["event"],) = event_filter.events
-        names, addresses = event_filter.names, event_filter.addresses
-        if addresses is None and names is not None and len(names) == 1:
-            (query["contract"],) = names
-        elif names is None and addresses is not None and len(addresses) == 1:
-            (query["address"],) = addresses
+        wanted = ("confirmed", "removed") if confirmed_only else ("new", "removed")
         page_size = max(1, min(REPLAY_PAGE, client.max_messages // 2))
-        recent: dict[int, Status] = {}
         cursor = sub.since
-        token_of = self._token_lookup(chain_id)
-        if cursor > 0:
-            # Events the client saw before it went away (id <= since) may have been orphaned
-            # meanwhile: resend the removals of the reorg window. Applying a status twice is
-            # harmless; missing one would leave a phantom on the client.
-            await self._replay_removals(client, sub, query, cursor, token_of)
         while cursor < upto:
             try:
                 page = await asyncio.to_thread(
-                    self.store.query, since_id=cursor, limit=page_size, **query
+                    self.store.changes_after, cursor, limit=page_size, chain_id=chain_id
                 )
+            except CursorExpired as exc:
+                log.info("replay from an expired cursor: %s", exc)
+                self._close_client(client, CloseCode.POLICY_VIOLATION, "cursor expired")
+                return
             except StoreError as exc:
                 log.error("replay failed: %s", exc)
                 self._close_client(client, CloseCode.INTERNAL_ERROR, "store unavailable")
@@ -467,64 +532,31 @@ class Server:
                 return  # disconnected, or unsubscribed
             if not page:
                 break
-            await self._ensure_tokens(chain_id, page)
+            await self._ensure_tokens(page)
             head_number = self._head_number(chain_id)
-            for event in page:
-                if event.id > upto:
+            for change in page:
+                if change.cursor > upto:
                     cursor = upto
                     break
-                cursor = event.id
-                if event.id > upto - REPLAY_RECENT:
-                    recent[event.id] = event.status
-                if event.status == "removed" or (confirmed_only and event.status != "confirmed"):
+                cursor = change.cursor
+                event = change.event
+                if event is None or change.kind not in wanted:
                     continue
-                amount, token, amount_text, erc20 = enrich(event, token_of)
+                if confirmed_only and change.kind == "removed" and change.prior == "new":
+                    continue  # never confirmed: nothing to take back
+                amount, token, amount_text, erc20 = enrich(
+                    event, lambda a: self._token_of(chain_id, a)
+                )
                 if not event_filter.matches(event, amount):
                     continue
-                data = event_result(event, head_number, token, amount_text, erc20)
+                data = event_result(event, head_number, token, amount_text, erc20, cursor)
                 self._hub.send(sub, Payload(data, PREFIX_LEN))
                 self.stats["replayed"] += 1
             self._flush((client,))
             await client.writable()
             if client.closing or sub.buffer is None:
                 return
-        self.stats["replay_buffered"] += self._hub.end_replay(sub, upto, recent)
-        self._flush((client,))
-
-    async def _replay_removals(
-        self,
-        client: Client,
-        sub: Subscription,
-        query: dict[str, Any],
-        since: int,
-        token_of: Callable[[str], TokenInfo | None],
-    ) -> None:
-        event_filter = sub.group.event_filter
-        assert event_filter is not None
-        status = self.statuses.get(event_filter.chain_id)
-        if status is None:
-            return
-        # Before the first head (a restart) the window is unknown: every removal is resent.
-        window_start = (
-            status.head.number - status.confirmations - REORG_WINDOW if status.head else 0
-        )
-        try:
-            removed = await asyncio.to_thread(
-                self.store.query, status="removed", from_block=max(0, window_start), **query
-            )
-        except StoreError as exc:
-            log.error("replay failed: %s", exc)
-            self._close_client(client, CloseCode.INTERNAL_ERROR, "store unavailable")
-            return
-        head_number = status.head.number if status.head else None
-        for event in removed:
-            if event.id > since or client.closing:
-                continue  # the main replay covers it
-            amount, token, amount_text, erc20 = enrich(event, token_of)
-            if event_filter.matches(event, amount):
-                data = event_result(event, head_number, token, amount_text, erc20)
-                self._hub.send(sub, Payload(data, PREFIX_LEN))
-                self.stats["replayed_removals"] += 1
+        self.stats["replay_buffered"] += self._hub.end_replay(sub, upto)
         self._flush((client,))
 
 

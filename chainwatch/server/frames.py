@@ -97,11 +97,15 @@ def event_result(
     token: tuple[str | None, int | None] | None = None,
     amount: str | None = None,
     erc20: bool = False,
+    cursor: int | None = None,
 ) -> bytes:
-    """A chainwatch_subscribe result: the event's JSON form, its ``confirmations`` (0 once
-    removed; None before the first head), ``historical`` and, for an ERC-20 transfer,
-    ``token`` ({symbol, decimals} or None if unknown) and ``amount`` (scaled value or None)."""
+    """A chainwatch_subscribe result: the event's JSON form, the ``cursor`` of the change it
+    reports (what a client resumes from), its ``confirmations`` (0 once removed; None before
+    the first head), ``historical`` and, for an ERC-20 transfer, ``token`` ({symbol, decimals}
+    or None if unknown) and ``amount`` (scaled value or None)."""
     obj = event.to_json()
+    if cursor is not None:
+        obj["cursor"] = cursor
     if event.status == "removed":
         obj["confirmations"] = 0
     elif head_number is None:

@@ -9,22 +9,26 @@ event per group, the result encoded once per event, and each subscriber costs fo
 references. With a thousand dashboards asking for the same thing, matching and encoding do
 not grow with the number of clients.
 
-When an event is sent (the finality rules of the spec):
+What is sent is defined by the store's change log alone: the hub routes
+:class:`~chainwatch.core.model.Change` entries, each with its cursor, in cursor order. The rules
+(the finality rules of the spec):
 
-* ``newHeads``: every head.
-* ``logs`` and finality ``"new"``: when first seen (a stored event whose id the hub has not
-  passed yet: ids grow, so "first seen" is ``id > high_water``), and again as removed when a
-  reorg orphans it, to subscribers that could have seen it (subscribed before it appeared, or
-  resuming from an id below it).
-* finality ``"confirmed"``: when its status becomes ``confirmed``, and again as removed only if
-  it had been confirmed (the hub remembers the confirmations of the last
-  ``confirmed_window`` blocks: a reorg deeper than that is not a reorg a chain can have) and
-  that subscriber could have been sent the confirmation.
+* ``newHeads``: every ``head`` change.
+* ``logs`` and finality ``"new"``: every ``new`` change, and every ``removed`` change of an
+  event the subscriber could have been sent: one whose ``new`` change (its id) came after the
+  subscription's ``floor`` (the last cursor routed when it subscribed; 0 for a subscription
+  resuming with ``since``, whose earlier connections may have seen anything).
+* finality ``"confirmed"``: every ``confirmed`` change, and the ``removed`` change of an event
+  that had been confirmed when the subscriber could have been sent that confirmation (the hub
+  remembers the confirmation cursors of the last ``confirmed_window`` blocks; a removal whose
+  confirmation it does not remember concerns only resuming subscribers).
 
-A subscription resuming from ``since`` starts *buffering*: the server replays the store up to
-``high_water`` while live events collect in the subscription's buffer (bounded by
-``buffer_limit``: past it, the client is reported as overflowed), then
-:meth:`Hub.end_replay` sends the buffer, skipping what the replay already sent.
+Every ``chainwatch_subscribe`` notification carries its change's ``cursor``. A subscription
+resuming from ``since`` (a cursor) starts *buffering*: the server replays the log from ``since``
+up to :attr:`Hub.last_cursor` (as it was when the subscription came) while live changes collect
+in the subscription's buffer (bounded by ``buffer_limit``: past it, the client is reported as
+overflowed), then :meth:`Hub.end_replay` sends the buffered changes after what the replay
+covered. Cursors make the seam exact: nothing twice, nothing missed.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from chainwatch.core.filters import EventFilter, LogFilter, erc20_value, scale_amount
-from chainwatch.core.model import Head, Status, StoredEvent
+from chainwatch.core.model import Change, StoredEvent
 from chainwatch.core.protocol import EventsSpec, HeadsSpec, LogsSpec, Spec, new_subscription_id
 from chainwatch.server.frames import (
     Payload,
@@ -61,22 +65,19 @@ class Recipient(Protocol):
 class Subscription:
     """One subscription of one client."""
 
-    __slots__ = ("buffer", "client", "floor", "group", "id", "prefix", "since", "start_seq",
-                 "suffix")  # fmt: skip
+    __slots__ = ("buffer", "client", "floor", "group", "id", "prefix", "since", "suffix")
 
     def __init__(
-        self, sub_id: str, client: Recipient, group: Group, floor: int, start_seq: int,
-        since: int | None,
-    ) -> None:  # fmt: skip
+        self, sub_id: str, client: Recipient, group: Group, floor: int, since: int | None
+    ) -> None:
         self.id = sub_id
         self.client = client
         self.group = group
         self.prefix, self.suffix = notification_parts(sub_id)
-        self.floor = floor  # removals of events with ids above this one concern it
-        self.start_seq = start_seq
+        self.floor = floor  # changes after this cursor may have been sent to it
         self.since = since
-        # While replaying: (id, status, payload) of the live events, sent after the replay.
-        self.buffer: list[tuple[int, Status, Payload]] | None = None
+        # While replaying: (cursor, payload) of the live changes, sent after the replay.
+        self.buffer: list[tuple[int, Payload]] | None = None
 
 
 class Group:
@@ -115,7 +116,7 @@ class _Chain:
         self.index_args: dict[str, int] = {}  # arg -> indexed groups on it
         # The argument kinds of the watched events (shared by every filter of the chain).
         self.kinds: Mapping[tuple[str | None, str | None], Mapping[str, Any]] | None = None
-        # id -> (seq of the batch that confirmed it, block number), for recent blocks only.
+        # id -> (cursor of its confirmation, block number), for recent blocks only.
         self.confirmed: dict[int, tuple[int, int]] = {}
 
     def forget_confirmed(self, horizon: int) -> None:
@@ -182,8 +183,8 @@ class Hub:
     """The subscriptions of every client of every chain, and the routing of events to them."""
 
     def __init__(self, *, buffer_limit: int = 10_000, confirmed_window: int = 256) -> None:
-        self.high_water = 0  # the greatest event id routed (or stored, at start)
-        self.seq = 0  # batches routed
+        self.last_cursor = 0  # the greatest cursor routed (or in the log, at start)
+        self.deliveries = 0  # notifications pushed or buffered (the server reads and resets it)
         self.buffer_limit = buffer_limit
         self.confirmed_window = confirmed_window
         self._chains: dict[int, _Chain] = {}
@@ -193,7 +194,7 @@ class Hub:
 
     def subscribe(self, client: Recipient, sub_id: str, spec: Spec) -> Subscription:
         """Register a subscription. One whose filter has ``since`` starts buffering: the caller
-        replays the store up to :attr:`high_water` (as it is now), then calls
+        replays the log after ``since`` up to :attr:`last_cursor` (as it is now), then calls
         :meth:`end_replay`."""
         since = spec.filter.since if isinstance(spec, EventsSpec) else None
         chain = self._chains.get(spec.chain_id)
@@ -215,9 +216,9 @@ class Hub:
                     group = Group(key, "events", event_filter=spec.filter)
                 chain.add(group)
         # Removals concern the events a client may hold: with `since`, every one it saw before
-        # (ids up to `since` came on an earlier connection); without, only what comes now.
-        floor = 0 if since is not None else self.high_water
-        sub = Subscription(sub_id, client, group, floor, self.seq, since)
+        # (on an earlier connection); without, only what comes now.
+        floor = 0 if since is not None else self.last_cursor
+        sub = Subscription(sub_id, client, group, floor, since)
         if since is not None:
             sub.buffer = []
         group.subs[sub_id] = sub
@@ -256,126 +257,118 @@ class Hub:
 
     # --- routing ------------------------------------------------------------------------------
 
-    def route_head(self, chain_id: int, head: Head) -> set[Recipient]:
-        """Send ``head`` to the chain's newHeads subscribers; forget old confirmations."""
-        chain = self._chains.get(chain_id)
-        if chain is None:
-            return set()
-        chain.forget_confirmed(head.number - self.confirmed_window)
+    def route(
+        self,
+        changes: Sequence[Change],
+        *,
+        head_number: Callable[[int], int | None],
+        token_of: Callable[[int, str], TokenInfo | None] = lambda chain_id, address: None,
+    ) -> set[Recipient]:
+        """Send ``changes`` (committed, in cursor order) to whoever wants them."""
         touched: set[Recipient] = set()
+        for change in changes:
+            if change.cursor <= self.last_cursor:
+                continue  # routed already (a gateway's read overlapping the last one)
+            self.last_cursor = change.cursor
+            chain = self._chains.get(change.chain_id)
+            if chain is None:
+                chain = self._chains[change.chain_id] = _Chain()
+            if change.head is not None:
+                self._route_head(chain, change, touched)
+                continue
+            event = change.event
+            assert event is not None
+            kind = change.kind
+            confirmed_at = chain.confirmed.get(event.id)
+            groups = chain.candidates(event, list(chain.scan.values()))
+            if groups:
+                self._route_one(
+                    change, confirmed_at, groups, head_number(change.chain_id), token_of, touched
+                )
+            if kind == "confirmed":
+                chain.confirmed[event.id] = (change.cursor, event.log.block_number)
+            elif kind == "removed":
+                chain.confirmed.pop(event.id, None)
+        return touched
+
+    def _route_head(self, chain: _Chain, change: Change, touched: set[Recipient]) -> None:
+        head = change.head
+        assert head is not None
+        chain.forget_confirmed(head.number - self.confirmed_window)
         if chain.heads.subs:
             payload = Payload(head_result(head), PREFIX_LEN)
             for sub in chain.heads.subs.values():
-                self._deliver(sub, payload, 0, "new", touched)
-        return touched
-
-    def route_events(
-        self,
-        chain_id: int,
-        events: Sequence[StoredEvent],
-        *,
-        head_number: int | None,
-        token_of: Callable[[str], TokenInfo | None] = lambda address: None,
-    ) -> set[Recipient]:
-        """Send ``events`` (a batch from the sink, in its order) to whoever wants them."""
-        self.seq += 1
-        seq = self.seq
-        chain = self._chains.get(chain_id)
-        if chain is None:
-            chain = self._chains[chain_id] = _Chain()
-        scan = list(chain.scan.values())
-        touched: set[Recipient] = set()
-        high_water = self.high_water
-        first_seen: set[int] = set()
-        for event in events:
-            event_id = event.id
-            status = event.status
-            first = event_id > high_water and event_id not in first_seen
-            confirmed_at = chain.confirmed.get(event_id)
-            groups = chain.candidates(event, scan)
-            if groups:
-                self._route_one(event, first, confirmed_at, groups, head_number, token_of, touched)
-            if first:
-                first_seen.add(event_id)
-            if status == "confirmed":
-                chain.confirmed[event_id] = (seq, event.log.block_number)
-            elif status == "removed":
-                chain.confirmed.pop(event_id, None)
-        if first_seen:
-            self.high_water = max(high_water, max(first_seen))
-        return touched
+                self._deliver(sub, payload, change.cursor, touched)
 
     def _route_one(
         self,
-        event: StoredEvent,
-        first: bool,
+        change: Change,
         confirmed_at: tuple[int, int] | None,
         groups: list[Group],
         head_number: int | None,
-        token_of: Callable[[str], TokenInfo | None],
+        token_of: Callable[[int, str], TokenInfo | None],
         touched: set[Recipient],
     ) -> None:
-        status = event.status
+        event = change.event
+        assert event is not None
+        kind = change.kind
+        cursor = change.cursor
         log_payload: Payload | None = None
         event_payload: Payload | None = None
         enriched: tuple[Decimal | None, TokenInfo | None, str | None, bool] | None = None
         for group in groups:
-            check: str | None = None
+            # Which subscribers of the group: all, those whose floor is below the event's
+            # first sighting (its id), or those that could have been sent its confirmation.
+            floor_below: int | None = None
             if group.finality == "new":
-                if status == "removed":
-                    check = "floor"
-                elif not first:
+                if kind == "removed":
+                    floor_below = event.id
+                elif kind != "new":
                     continue
-            elif status == "confirmed":
-                pass
-            elif status == "removed" and confirmed_at is not None:
-                check = "confirmed"
-            else:
+            elif kind == "removed":
+                if change.prior == "new":
+                    continue  # never confirmed: no confirmed subscriber holds it
+                # Unknown confirmation (before this hub's memory): resuming subscribers only.
+                floor_below = confirmed_at[0] if confirmed_at is not None else 1
+            elif kind != "confirmed":
                 continue
             if group.kind == "logs":
                 assert group.log_filter is not None
                 if not group.log_filter.matches(event.log):
                     continue
                 if log_payload is None:
-                    log_payload = Payload(log_result(event.log, status == "removed"), PREFIX_LEN)
+                    log_payload = Payload(log_result(event.log, kind == "removed"), PREFIX_LEN)
                 payload = log_payload
             else:
                 assert group.event_filter is not None
                 if enriched is None:
-                    enriched = enrich(event, token_of)
+                    enriched = enrich(event, lambda a: token_of(event.chain_id, a))
                 if not group.event_filter.matches(event, enriched[0]):
                     continue
                 if event_payload is None:
                     _, token, amount, erc20 = enriched
-                    data = event_result(event, head_number, token, amount, erc20)
+                    data = event_result(event, head_number, token, amount, erc20, cursor)
                     event_payload = Payload(data, PREFIX_LEN)
                 payload = event_payload
             deliver = self._deliver
-            if check is None:
+            if floor_below is None:
                 for sub in group.subs.values():
-                    deliver(sub, payload, event.id, status, touched)
-            elif check == "floor":
-                for sub in group.subs.values():
-                    if event.id > sub.floor:
-                        deliver(sub, payload, event.id, status, touched)
+                    deliver(sub, payload, cursor, touched)
             else:
-                assert confirmed_at is not None
                 for sub in group.subs.values():
-                    if confirmed_at[0] > sub.start_seq or (
-                        sub.since is not None and event.id > sub.since
-                    ):
-                        deliver(sub, payload, event.id, status, touched)
+                    if sub.floor < floor_below:
+                        deliver(sub, payload, cursor, touched)
 
     def _deliver(
-        self, sub: Subscription, payload: Payload, event_id: int, status: Status,
-        touched: set[Recipient],
-    ) -> None:  # fmt: skip
+        self, sub: Subscription, payload: Payload, cursor: int, touched: set[Recipient]
+    ) -> None:
         client = sub.client
         buffer = sub.buffer
+        self.deliveries += 1
         if buffer is None:
             client.push(payload.header_for(len(sub.prefix)), sub.prefix, payload.data, sub.suffix)
         else:
-            buffer.append((event_id, status, payload))
+            buffer.append((cursor, payload))
             if len(buffer) > self.buffer_limit:
                 client.overflow()
         touched.add(client)
@@ -386,20 +379,18 @@ class Hub:
         """Push one frame to ``sub``'s client now (replayed events)."""
         sub.client.push(payload.header_for(len(sub.prefix)), sub.prefix, payload.data, sub.suffix)
 
-    def end_replay(self, sub: Subscription, replayed_to: int, replayed: dict[int, Status]) -> int:
+    def end_replay(self, sub: Subscription, replayed_to: int) -> int:
         """Send what was buffered during the replay and go live; returns how many were sent.
 
-        A buffered event with an id the replay covered (``<= replayed_to``) is skipped when the
-        replay sent (or skipped) it with that same status: the replay read it after the change.
-        ``replayed`` holds the status the replay saw for the ids near ``replayed_to``; a status
-        change of an older event cannot have raced with the replay's read of it.
+        The replay covered the log up to ``replayed_to``: a buffered change at or below it was
+        sent by the replay (or did not concern the subscription), and is skipped.
         """
         buffer, sub.buffer = sub.buffer, None
         if buffer is None:
             return 0
         sent = 0
-        for event_id, status, payload in buffer:
-            if event_id <= replayed_to and replayed.get(event_id) == status:
+        for cursor, payload in buffer:
+            if cursor <= replayed_to:
                 continue
             self.send(sub, payload)
             sent += 1

@@ -4,6 +4,6 @@
 created and upgraded by the alembic migrations in ``migrations/`` when a store is opened.
 """
 
-from chainwatch.store.store import Committed, Store
+from chainwatch.store.store import Lease, Store
 
-__all__ = ["Committed", "Store"]
+__all__ = ["Lease", "Store"]

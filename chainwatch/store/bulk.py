@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from chainwatch.store.schema import events
 
 EVENT_INSERT_COLUMNS: Final = (
+    "id",  # the cursor of the event's `new` change (schema.py)
     "chain_id",
     "block_number",
     "block_hash",
@@ -40,8 +41,8 @@ EVENT_INSERT_COLUMNS: Final = (
     "historical",
     "status",
 )
-#: What comes back for each inserted row: enough to tell which event it was.
-RETURNED_COLUMNS: Final = ("id", "chain_id", "block_hash", "log_index")
+#: What comes back for each inserted row: its id, given by the caller, tells which event it was.
+RETURNED_COLUMNS: Final = ("id",)
 #: The duplicate key: a row whose (chain_id, block_hash, log_index) is stored already is skipped.
 CONFLICT_COLUMNS: Final = ("chain_id", "block_hash", "log_index")
 
@@ -49,7 +50,7 @@ SQLITE_PAGE_ROWS: Final = 2000  # 30,000 parameters
 POSTGRESQL_PAGE_ROWS: Final = 1000  # 15,000 parameters
 
 EventRow = tuple[Any, ...]
-Inserted = tuple[int, int, str, int]  # RETURNED_COLUMNS
+Inserted = int  # the id of an inserted row
 
 _WIDTH: Final = len(EVENT_INSERT_COLUMNS)
 _HEAD: Final = "INSERT INTO {table} ({columns}) VALUES ".format(
@@ -58,13 +59,13 @@ _HEAD: Final = "INSERT INTO {table} ({columns}) VALUES ".format(
 _TAIL: Final = " ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}".format(
     conflict=", ".join(CONFLICT_COLUMNS), returning=", ".join(RETURNED_COLUMNS)
 )
-assert set(EVENT_INSERT_COLUMNS) | {"id", "created_at"} == set(events.c.keys())
+assert set(EVENT_INSERT_COLUMNS) | {"created_at"} == set(events.c.keys())
 
 
 def insert_events(conn: Connection, rows: Sequence[EventRow]) -> list[Inserted]:
     """Insert ``rows`` in the transaction of ``conn``, skipping duplicates.
 
-    Returns (id, chain_id, block_hash, log_index) of the rows inserted, in no particular order.
+    Returns the ids of the rows inserted, in no particular order.
     """
     if conn.dialect.name == "postgresql":
         return _insert_postgresql(conn, rows)
@@ -76,7 +77,7 @@ def _insert_sqlite(conn: Connection, rows: Sequence[EventRow]) -> list[Inserted]
     for start in range(0, len(rows), SQLITE_PAGE_ROWS):
         page = rows[start : start + SQLITE_PAGE_ROWS]
         params = tuple(chain.from_iterable(page))
-        out.extend(conn.exec_driver_sql(_sqlite_sql(len(page)), params).all())
+        out.extend(conn.exec_driver_sql(_sqlite_sql(len(page)), params).scalars())
     return out
 
 
@@ -93,7 +94,7 @@ def _insert_postgresql(conn: Connection, rows: Sequence[EventRow]) -> list[Inser
             page = rows[start : start + POSTGRESQL_PAGE_ROWS]
             params = list(chain.from_iterable(page))
             cursor.execute(_postgresql_sql(len(page)), params)
-            out.extend(cursor.fetchall())
+            out.extend(row[0] for row in cursor.fetchall())
     return out
 
 

@@ -5,9 +5,23 @@ This module describes the schema the code reads and writes; the migrations in
 database with :data:`metadata` (``alembic.autogenerate.compare_metadata``): change both
 together, and add a new revision rather than editing an applied one.
 
-``events.id`` is the resume cursor downstream clients pass as ``since``: it only grows. It is a
-rowid alias on SQLite (``INTEGER PRIMARY KEY``) and a ``BIGSERIAL`` on PostgreSQL. Events are
-never deleted (a reorg marks them ``removed``), so an id is never handed out twice.
+The change log (``changes``) is the seam between ingest and every consumer: each change a
+consumer can see (an event first stored, confirmed or removed, and each new canonical head) is a
+row with a ``cursor``, written in the same transaction as the change itself. Cursors are handed
+out from the one row of ``change_log`` (``last_cursor``), which every writing transaction
+updates before it writes: on PostgreSQL that row's lock is held until commit, so transactions
+that write changes commit one after the other and cursors grow in commit order; a reader
+tailing ``cursor > C`` never skips a committed change (a ``BIGSERIAL`` would: values are handed
+out at insert, not at commit). On SQLite, ``BEGIN IMMEDIATE`` serialises writers anyway.
+
+``events.id`` is the cursor of the event's ``new`` change, given explicitly from the same
+counter (the column's own autoincrement is no longer used): ids grow in commit order, and an
+event id that an older client passes as ``since`` is exactly the cursor after its first
+sighting. Events are never deleted (a reorg marks them ``removed``); changes are pruned by age
+(``[storage] changes_retention``), and ``change_log.pruned_through`` says up to which cursor.
+
+``leases`` holds the leadership of each chain's ingest (``Store.acquire_lease`` and its
+neighbours; the policy is :mod:`chainwatch.ingest.leader`).
 """
 
 from __future__ import annotations
@@ -122,4 +136,41 @@ tokens = Table(
     Column("symbol", Text, nullable=True),
     Column("decimals", Integer, nullable=True),
     PrimaryKeyConstraint("chain_id", "address"),
+)
+
+#: The kinds of change (``chainwatch.core.model.CHANGE_KINDS``).
+_KIND_CHECK = "kind IN ('new', 'confirmed', 'removed', 'head')"
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("cursor", EventId, primary_key=True, autoincrement=False),
+    Column("chain_id", BigInteger, nullable=False),
+    Column("kind", String(9), nullable=False),
+    Column("event_id", BigInteger, nullable=True),  # events.id; None for a head
+    Column("prior", String(9), nullable=True),  # a removal: the status before it
+    Column("block_number", BigInteger, nullable=False),
+    Column("head", Text, nullable=True),  # a head: the node's header object, JSON
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(_KIND_CHECK, name="kind"),
+    Index(None, "created_at"),
+)
+
+#: One row (id 1): the last cursor handed out, and the greatest cursor pruned.
+change_log = Table(
+    "change_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_cursor", BigInteger, nullable=False),
+    Column("pruned_through", BigInteger, nullable=False),
+)
+
+#: Who leads each chain's ingest, under which epoch, until when (the database's clock).
+leases = Table(
+    "leases",
+    metadata,
+    Column("chain_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("holder", Text, nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
 )

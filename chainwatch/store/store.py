@@ -39,9 +39,11 @@ import logging
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any, Final, cast
 
@@ -72,12 +74,23 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import NullPool, StaticPool
 
 from chainwatch.core import rpc
-from chainwatch.core.model import Checkpoint, DecodedEvent, Head, Log, Status, StoredEvent
-from chainwatch.errors import StoreError
+from chainwatch.core.model import (
+    Change,
+    Checkpoint,
+    DecodedEvent,
+    Head,
+    Log,
+    Status,
+    StoredEvent,
+)
+from chainwatch.errors import CursorExpired, LeadershipLost, StoreError
 from chainwatch.store import bulk, migrate
 from chainwatch.store.schema import blocks as blocks_table
+from chainwatch.store.schema import change_log as change_log_table
+from chainwatch.store.schema import changes as changes_table
 from chainwatch.store.schema import checkpoints as checkpoints_table
 from chainwatch.store.schema import events as events_table
+from chainwatch.store.schema import leases as leases_table
 from chainwatch.store.schema import tokens as tokens_table
 
 log = logging.getLogger("chainwatch.store")
@@ -86,6 +99,8 @@ log = logging.getLogger("chainwatch.store")
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
 #: Seconds between two checkpoints of a SQLite file's WAL (see the module's docstring).
 SQLITE_CHECKPOINT_EVERY: Final = 1.0
+#: A PostgreSQL transaction idle longer than this is ended by the server (a paused process).
+PG_IDLE_IN_TRANSACTION_MS: Final = 5_000
 #: SQLite added RETURNING in 3.35 (2021-03).
 _SQLITE_MIN_VERSION: Final = (3, 35, 0)
 #: Block hashes per ``IN (...)``: well under SQLite's and PostgreSQL's bind-parameter limits.
@@ -123,15 +138,6 @@ _dumps: Final = rpc.dumps
 def _topics_json(topics: Sequence[str]) -> str:
     """``_dumps(topics)`` for topics already checked to be 0x-hex (nothing to escape)."""
     return '["' + '","'.join(topics) + '"]' if topics else "[]"
-
-
-@dataclass(frozen=True, slots=True)
-class Committed:
-    """What :meth:`Store.commit_block` did: the events it inserted (``confirmed`` where deep
-    enough already) and the ids of earlier events it confirmed."""
-
-    inserted: list[StoredEvent]
-    confirmed_ids: list[int]
 
 
 class Store:
@@ -264,25 +270,33 @@ class Store:
         return self._engine.dialect.name
 
     # --- writes -----------------------------------------------------------------------------
+    #
+    # Every write that a consumer can see appends to the change log in its own transaction
+    # (see schema.py): cursors come from change_log.last_cursor, whose row lock (PostgreSQL)
+    # or the database's write lock (SQLite) makes cursor order the commit order. A write for a
+    # chain may carry the writer's ``lease``: the transaction then checks, under a row lock,
+    # that the lease is still this writer's and unexpired, or raises LeadershipLost (fencing).
 
     def write_batch(
         self,
         events: Sequence[DecodedEvent],
         checkpoint: Checkpoint | None,
         blocks: Sequence[Head] = (),
-    ) -> list[StoredEvent]:
+        *,
+        lease: Lease | None = None,
+    ) -> list[Change]:
         """Store a batch of events, the blocks they came with and a checkpoint, in ONE transaction.
 
         Events whose (chain_id, block_hash, log_index) is stored already are skipped; new ones
         get status ``new``. ``blocks`` join the recent-block window of the checkpoint's chain
         (or, with no checkpoint, of the events' one chain), replacing a stored block of the same
-        number. Returns the events actually inserted, ordered by id.
+        number, and each is a ``head`` change. Returns the changes written, in cursor order:
+        a ``new`` change per inserted event (its id is its cursor), then the heads.
 
-        A stored event's ``log.removed`` says whether its status is ``removed``; a log passed in
-        with ``removed=True`` is stored as a ``new`` event all the same.
+        A log passed in with ``removed=True`` is stored as a ``new`` event all the same.
         """
         with self._write() as conn:
-            return self._write_events(conn, events, checkpoint, blocks)
+            return self._commit(conn, events, checkpoint, blocks, None, {}, lease)
 
     def commit_block(
         self,
@@ -291,51 +305,67 @@ class Store:
         blocks: Sequence[Head] = (),
         *,
         confirm_through: int | None = None,
-    ) -> Committed:
+        known: Mapping[int, StoredEvent] | None = None,
+        lease: Lease | None = None,
+    ) -> list[Change]:
         """What the daemon does per block (or history chunk), in ONE transaction: the events,
         the blocks, the checkpoint, and the confirmation of every ``new`` event of the chain at
         or below ``confirm_through``.
 
-        Inserted events at or below ``confirm_through`` come back ``confirmed``; events stored
-        earlier that this confirms come back as ids only, so that no row is read and parsed
-        again on the hot path (the caller knows them, or asks :meth:`by_ids`).
+        Returns the changes in cursor order: the confirmations of earlier events, a ``new``
+        change per inserted event, a ``confirmed`` change per inserted event at or below
+        ``confirm_through`` (stored ``confirmed`` at once), then one ``head`` per block.
+        Earlier events that this confirms are taken from ``known`` (id -> event, the caller's
+        memory) where there, so that no row is read and parsed again on the hot path.
         """
         with self._write() as conn:
-            inserted = self._write_events(conn, events, checkpoint, blocks, confirm_through)
-            confirmed_ids: list[int] = []
-            if confirm_through is not None:
-                # Events inserted above were given their status already: `new` rows left at
-                # or below confirm_through are earlier ones.
-                confirmed_ids = sorted(
-                    conn.execute(
-                        self._statements.confirm_ids,
-                        {"b_chain_id": checkpoint.chain_id, "b_block_number": confirm_through},
-                    ).scalars()
-                )
-        return Committed(inserted, confirmed_ids)
+            return self._commit(
+                conn, events, checkpoint, blocks, confirm_through, known or {}, lease
+            )
 
-    def by_ids(self, ids: Collection[int]) -> list[StoredEvent]:
-        """The stored events with these ids, ordered by id."""
-        if not ids:
-            return []
-        stmt = select(*_EVENT_COLUMNS).where(events_table.c.id.in_(sorted(ids)))
-        with self._read() as conn:
-            return _stored_sorted(conn.execute(stmt).all())
-
-    def _write_events(
+    def _commit(
         self,
         conn: Connection,
         events: Sequence[DecodedEvent],
         checkpoint: Checkpoint | None,
         blocks: Sequence[Head],
-        confirm_through: int | None = None,
-    ) -> list[StoredEvent]:
-        """Insert ``events`` (``confirmed`` at or below ``confirm_through``, else ``new``), the
-        blocks and the checkpoint on ``conn``; returns the inserted events ordered by id."""
+        confirm_through: int | None,
+        known: Mapping[int, StoredEvent],
+        lease: Lease | None,
+    ) -> list[Change]:
         block_chain = self._block_chain(events, checkpoint, blocks)
+        stmts = self._statements
+        if lease is not None:
+            _check_lease(conn, stmts, lease)
         deep = -1 if confirm_through is None else confirm_through
+        earlier: list[int] = []
+        if confirm_through is not None and checkpoint is not None:
+            # Before this batch's rows exist: `new` rows at or below confirm_through are
+            # earlier ones (the batch's own are stored with their final status).
+            earlier = sorted(
+                conn.execute(
+                    stmts.confirm_ids,
+                    {"b_chain_id": checkpoint.chain_id, "b_block_number": confirm_through},
+                ).scalars()
+            )
+        n_deep = sum(1 for e in events if e.log.block_number <= deep)
+        total = len(earlier) + len(events) + n_deep + len(blocks)
+        if total == 0:
+            if checkpoint is not None:
+                _upsert_checkpoint(conn, stmts, checkpoint)
+            return []
+        cursor = _allocate(conn, stmts, total)
+        now = time.time()
+        changes: list[Change] = []
+        confirmed_earlier = _confirmed_events(conn, earlier, known)
+        for event in confirmed_earlier:
+            changes.append(Change(cursor, event.chain_id, "confirmed", event, None, None, now))
+            cursor += 1
+        first_id = cursor
+        cursor += len(events)
         rows = [
             (
+                first_id + i,
                 e.chain_id,
                 e.log.block_number,
                 e.log.block_hash,
@@ -352,10 +382,28 @@ class Store:
                 e.historical,
                 "confirmed" if e.log.block_number <= deep else "new",
             )
-            for e in events
+            for i, e in enumerate(events)
         ]  # in the order of bulk.EVENT_INSERT_COLUMNS
-        stmts = self._statements
-        inserted = bulk.insert_events(conn, rows) if rows else []
+        inserted_ids = set(bulk.insert_events(conn, rows)) if rows else set()
+        inserted: list[StoredEvent] = []
+        for i, e in enumerate(events):
+            event_id = first_id + i
+            if event_id not in inserted_ids:
+                continue  # stored already
+            entry = e.log if not e.log.removed else replace(e.log, removed=False)
+            inserted.append(
+                StoredEvent(
+                    event_id, e.chain_id, entry, e.contract, e.event, e.args, e.error, "new",
+                    e.historical,
+                )
+            )  # fmt: skip
+        changes += [Change(s.id, s.chain_id, "new", s, None, None, now) for s in inserted]
+        for s in inserted:
+            if s.log.block_number <= deep:
+                confirmed = s.with_status("confirmed")
+                changes.append(Change(cursor, s.chain_id, "confirmed", confirmed, None, None, now))
+                cursor += 1
+        cursor = first_id + len(events) + n_deep
         if blocks:
             conn.execute(
                 stmts.upsert_blocks,
@@ -369,54 +417,58 @@ class Store:
                     for b in blocks
                 ],
             )
+            assert block_chain is not None
+            for b in blocks:
+                changes.append(Change(cursor, block_chain, "head", None, b, None, now))
+                cursor += 1
         if checkpoint is not None:
             _upsert_checkpoint(conn, stmts, checkpoint)
-        if not inserted:
+        _insert_changes(conn, stmts, changes)
+        return changes
+
+    def by_ids(self, ids: Collection[int]) -> list[StoredEvent]:
+        """The stored events with these ids, ordered by id."""
+        if not ids:
             return []
-        # RETURNING gives no order; match rows to the events they came from by their identity.
-        by_key = {(e.chain_id, e.log.block_hash, e.log.log_index): e for e in reversed(events)}
-        out = []
-        for row_id, chain_id, block_hash, log_index in inserted:
-            e = by_key[(chain_id, block_hash, log_index)]
-            out.append(
-                StoredEvent(
-                    row_id,
-                    e.chain_id,
-                    e.log if not e.log.removed else replace(e.log, removed=False),
-                    e.contract,
-                    e.event,
-                    e.args,
-                    e.error,
-                    "confirmed" if e.log.block_number <= deep else "new",
-                    e.historical,
-                )
-            )
-        out.sort(key=_by_id)
-        return out
+        with self._read() as conn:
+            return _by_ids(conn, ids)
 
     def set_status(
-        self, chain_id: int, block_hashes: Collection[str], status: Status
-    ) -> list[StoredEvent]:
+        self,
+        chain_id: int,
+        block_hashes: Collection[str],
+        status: Status,
+        *,
+        lease: Lease | None = None,
+    ) -> list[Change]:
         """Set the status of every event of ``chain_id`` in those blocks.
 
-        Returns the events whose status changed (ids unchanged), ordered by id.
+        Returns the changes written (one per event whose status changed), in cursor order.
         """
         if not block_hashes:
             return []
         with self._write() as conn:
-            changed = _set_status(conn, self._statements, chain_id, block_hashes, status)
-        return _stored_sorted(changed)
+            if lease is not None:
+                _check_lease(conn, self._statements, lease)
+            return _set_status(conn, self._statements, chain_id, block_hashes, status)
 
-    def confirm_up_to(self, chain_id: int, block_number: int) -> list[StoredEvent]:
+    def confirm_up_to(
+        self, chain_id: int, block_number: int, *, lease: Lease | None = None
+    ) -> list[Change]:
         """Mark ``new`` events of ``chain_id`` at or below ``block_number`` ``confirmed``.
 
-        Returns the events that changed, ordered by id.
+        Returns the changes written, in cursor order.
         """
         with self._write() as conn:
-            changed = conn.execute(
-                self._statements.confirm, {"b_chain_id": chain_id, "b_block_number": block_number}
-            ).all()
-        return _stored_sorted(changed)
+            stmts = self._statements
+            if lease is not None:
+                _check_lease(conn, stmts, lease)
+            rows = _stored_sorted(
+                conn.execute(
+                    stmts.confirm, {"b_chain_id": chain_id, "b_block_number": block_number}
+                ).all()
+            )
+            return _append_status_changes(conn, stmts, rows, "confirmed", {})
 
     def reorg(
         self,
@@ -424,12 +476,15 @@ class Store:
         orphaned_block_hashes: Collection[str],
         checkpoint: Checkpoint,
         removed_from_block: int,
-    ) -> list[StoredEvent]:
+        *,
+        lease: Lease | None = None,
+    ) -> list[Change]:
         """Undo orphaned blocks, in ONE transaction.
 
         Marks the events of ``orphaned_block_hashes`` ``removed``, drops blocks numbered
         ``removed_from_block`` and above from the window, and moves the checkpoint (back) to
-        ``checkpoint``. Returns the events whose status changed, ordered by id.
+        ``checkpoint``. Returns a ``removed`` change per event whose status changed (with the
+        status it had before), in cursor order.
         """
         if checkpoint.chain_id != chain_id:
             raise ValueError(
@@ -437,12 +492,14 @@ class Store:
             )
         stmts = self._statements
         with self._write() as conn:
-            changed = _set_status(conn, stmts, chain_id, orphaned_block_hashes, "removed")
+            if lease is not None:
+                _check_lease(conn, stmts, lease)
+            changes = _set_status(conn, stmts, chain_id, orphaned_block_hashes, "removed")
             conn.execute(
                 stmts.delete_blocks_from, {"chain_id": chain_id, "number": removed_from_block}
             )
             _upsert_checkpoint(conn, stmts, checkpoint)
-        return _stored_sorted(changed)
+        return changes
 
     def prune_blocks(self, chain_id: int, below_number: int) -> None:
         """Drop blocks numbered below ``below_number`` from the window of ``chain_id``."""
@@ -450,6 +507,26 @@ class Store:
             conn.execute(
                 self._statements.delete_blocks_below, {"chain_id": chain_id, "number": below_number}
             )
+
+    def prune_changes(self, older_than: float) -> int:
+        """Drop changes committed more than ``older_than`` seconds ago; returns how many.
+
+        ``change_log.pruned_through`` then says that cursors up to it are gone: a consumer
+        resuming from an older cursor gets :class:`CursorExpired`, never a silent gap.
+        """
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than)
+        c = changes_table.c
+        with self._write() as conn:
+            last = conn.execute(select(func.max(c.cursor)).where(c.created_at < cutoff)).scalar()
+            if last is None:
+                return 0
+            deleted = conn.execute(delete(changes_table).where(c.cursor <= last)).rowcount
+            conn.execute(
+                change_log_table.update()
+                .where(change_log_table.c.id == 1, change_log_table.c.pruned_through < last)
+                .values(pruned_through=last)
+            )
+        return int(deleted or 0)
 
     def save_token(
         self, chain_id: int, address: str, symbol: str | None, decimals: int | None
@@ -536,11 +613,167 @@ class Store:
             rows = conn.execute(stmt).all()
         return [_stored(r) for r in rows]
 
-    def max_event_id(self) -> int:
-        """The greatest event id (0 when there is none): where a live subscriber starts."""
+    def last_cursor(self) -> int:
+        """The greatest cursor handed out by a committed transaction (0 for a new store):
+        where a consumer that wants only what comes next starts."""
         with self._read() as conn:
-            value = conn.execute(select(func.max(events_table.c.id))).scalar()
+            value = conn.execute(select(change_log_table.c.last_cursor)).scalar()
         return int(value or 0)
+
+    def changes_after(
+        self, cursor: int, *, limit: int = 1000, chain_id: int | None = None
+    ) -> list[Change]:
+        """The changes with a cursor greater than ``cursor``, in cursor (commit) order, at most
+        ``limit`` (of ``chain_id`` only, if given). Never skips a committed change.
+
+        Raises :class:`CursorExpired` when changes after ``cursor`` were pruned.
+        """
+        c = changes_table.c
+        e = events_table.c
+        stmt = (
+            select(c.cursor, c.chain_id, c.kind, c.prior, c.head, c.created_at, *_EVENT_COLUMNS)
+            .select_from(changes_table.outerjoin(events_table, e.id == c.event_id))
+            .where(c.cursor > cursor)
+            .order_by(c.cursor)
+            .limit(limit)
+        )
+        if chain_id is not None:
+            stmt = stmt.where(c.chain_id == chain_id)
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+            # Read after the rows: a prune that committed before the rows were read (and took
+            # some) shows here, so a gap is always an error, never silent.
+            pruned = conn.execute(select(change_log_table.c.pruned_through)).scalar() or 0
+        if cursor < pruned:
+            raise CursorExpired(cursor, int(pruned))
+        out = []
+        for row in rows:
+            at, chain, kind, prior, head, created = row[:6]
+            when = _unix_time(created)
+            if kind == "head":
+                out.append(Change(at, chain, kind, None, _head_of(head), None, when))
+                continue
+            if row[6] is None:
+                continue  # an event row that is gone: cannot happen, events are never deleted
+            event = _stored(row[6:])
+            removed = kind == "removed"
+            if event.log.removed != removed:  # as it was at this change, not as it is now
+                event = replace(event, log=replace(event.log, removed=removed))
+            event = event.with_status(kind)
+            out.append(Change(at, chain, kind, event, None, prior, when))
+        return out
+
+    def oldest_cursor(self) -> int:
+        """The oldest cursor a consumer may resume from (changes after it are all kept)."""
+        with self._read() as conn:
+            value = conn.execute(select(change_log_table.c.pruned_through)).scalar()
+        return int(value or 0)
+
+    def heads(self) -> dict[int, Head]:
+        """Each chain's stored head: its checkpoint, with the parent from the block window."""
+        cp = checkpoints_table.c
+        b = blocks_table.c
+        stmt = select(cp.chain_id, cp.block_number, cp.block_hash, b.parent_hash).select_from(
+            checkpoints_table.outerjoin(
+                blocks_table, (b.chain_id == cp.chain_id) & (b.number == cp.block_number)
+            )
+        )
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        return {
+            r.chain_id: Head(number=r.block_number, hash=r.block_hash,
+                             parent_hash=r.parent_hash or "")
+            for r in rows
+        }  # fmt: skip
+
+    # --- leadership (PostgreSQL) --------------------------------------------------------------
+
+    def acquire_lease(self, chain_id: int, holder: str, ttl: float) -> Lease | None:
+        """Take the lead of ``chain_id``'s ingest for ``ttl`` seconds if nobody holds it (or
+        its lease ran out); returns the lease, or None when another process leads."""
+        self._need_postgresql("leadership")
+        sql = text(
+            "INSERT INTO leases (chain_id, holder, epoch, expires_at) "
+            "VALUES (:chain_id, :holder, 1, now() + make_interval(secs => :ttl)) "
+            "ON CONFLICT (chain_id) DO UPDATE SET holder = :holder, "
+            "epoch = leases.epoch + 1, expires_at = now() + make_interval(secs => :ttl) "
+            "WHERE leases.expires_at <= now() OR leases.holder = :holder "
+            "RETURNING epoch"
+        )
+        with self._write() as conn:
+            conn.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+            epoch = conn.execute(sql, {"chain_id": chain_id, "holder": holder, "ttl": ttl}).scalar()
+        return None if epoch is None else Lease(chain_id, holder, int(epoch))
+
+    def renew_lease(self, lease: Lease, ttl: float) -> bool:
+        """Extend ``lease`` by ``ttl`` seconds from now; False when it is no longer ours."""
+        self._need_postgresql("leadership")
+        sql = text(
+            "UPDATE leases SET expires_at = now() + make_interval(secs => :ttl) "
+            "WHERE chain_id = :chain_id AND holder = :holder AND epoch = :epoch "
+            "AND expires_at > now()"
+        )
+        with self._write() as conn:
+            conn.exec_driver_sql("SET LOCAL lock_timeout = '2s'")
+            result = conn.execute(
+                sql,
+                {"chain_id": lease.chain_id, "holder": lease.holder, "epoch": lease.epoch,
+                 "ttl": ttl},
+            )  # fmt: skip
+        return bool(result.rowcount)
+
+    def release_lease(self, lease: Lease) -> None:
+        """Give the lead up at once (a standby takes over at its next try)."""
+        self._need_postgresql("leadership")
+        sql = text(
+            "UPDATE leases SET expires_at = now() - interval '1 second' "
+            "WHERE chain_id = :chain_id AND holder = :holder AND epoch = :epoch"
+        )
+        with self._write() as conn:
+            conn.execute(
+                sql, {"chain_id": lease.chain_id, "holder": lease.holder, "epoch": lease.epoch}
+            )
+            conn.execute(text("SELECT pg_notify(current_schema() || '.chainwatch_leases', '')"))
+
+    def leaders(self) -> dict[int, tuple[str, int, float]]:
+        """chain id -> (holder, epoch, seconds left) of every unexpired lease."""
+        if self.dialect != "postgresql":
+            return {}
+        sql = text(
+            "SELECT chain_id, holder, epoch, "
+            "extract(epoch FROM expires_at - now()) AS left_s FROM leases "
+            "WHERE expires_at > now()"
+        )
+        with self._read() as conn:
+            rows = conn.execute(sql).all()
+        return {r.chain_id: (r.holder, int(r.epoch), float(r.left_s)) for r in rows}
+
+    def wait_for_changes(self, stop: threading.Event, wake: Callable[[], None]) -> None:
+        """Call ``wake`` whenever a transaction that wrote changes commits, until ``stop`` is
+        set (PostgreSQL ``LISTEN``; meant for a thread of its own). Returns on ``stop``;
+        raises StoreError if the connection fails (the caller polls meanwhile, and retries:
+        a listener that was away has missed notifications, so it must not be the only way)."""
+        self._need_postgresql("listening for changes")
+        with self._errors():
+            raw = self._engine.raw_connection()
+            try:
+                driver = raw.driver_connection
+                assert driver is not None
+                driver.commit()
+                driver.autocommit = True
+                schema = driver.execute("SELECT current_schema()").fetchone()
+                channel = f"{schema[0] if schema else 'public'}.chainwatch_changes"
+                driver.execute(f'LISTEN "{channel}"')
+                wake()  # anything committed before LISTEN is read by the caller now
+                while not stop.is_set():
+                    for _ in driver.notifies(timeout=0.5, stop_after=1):
+                        wake()
+            finally:
+                raw.invalidate()  # a LISTENing connection does not go back to the pool
+
+    def _need_postgresql(self, what: str) -> None:
+        if self.dialect != "postgresql":
+            raise StoreError(f"{what} needs PostgreSQL, not {self._shown_url}")
 
     def token(self, chain_id: int, address: str) -> tuple[str | None, int | None] | None:
         """(symbol, decimals) saved for a token, or None if it was never saved."""
@@ -662,6 +895,31 @@ class _Statements:
             blocks_table.c.chain_id == bindparam("chain_id"),
             blocks_table.c.number < bindparam("number"),
         )
+        self.statuses_of: Select[Any] = select(events_table.c.id, events_table.c.status).where(
+            events_table.c.chain_id == bindparam("b_chain_id"),
+            events_table.c.block_hash.in_(bindparam("b_block_hashes", expanding=True)),
+            events_table.c.status != bindparam("b_status"),
+        )
+        log_row = change_log_table.c
+        self.allocate: Update = (
+            change_log_table.update()
+            .where(log_row.id == 1)
+            .values(last_cursor=log_row.last_cursor + bindparam("n"))
+            .returning(log_row.last_cursor)
+        )
+        self.insert_change: Insert = changes_table.insert()
+        self.notify = text("SELECT pg_notify(current_schema() || '.chainwatch_changes', '')")
+        lease = leases_table.c
+        self.check_lease: Select[Any] = (
+            select(lease.epoch)
+            .where(
+                lease.chain_id == bindparam("chain_id"),
+                lease.holder == bindparam("holder"),
+                lease.epoch == bindparam("epoch"),
+                lease.expires_at > func.now(),
+            )
+            .with_for_update()
+        )
 
 
 def _upsert_checkpoint(conn: Connection, stmts: _Statements, checkpoint: Checkpoint) -> None:
@@ -681,20 +939,18 @@ def _set_status(
     chain_id: int,
     block_hashes: Collection[str],
     status: Status,
-) -> list[Sequence[Any]]:
+) -> list[Change]:
+    """Set the status of the events of those blocks; a change per event that changed, with
+    the status it had before (``prior``)."""
     hashes = list(block_hashes)
+    prior: dict[int, Status] = {}
     changed: list[Sequence[Any]] = []
     for i in range(0, len(hashes), _IN_CHUNK):
-        result = conn.execute(
-            stmts.set_status,
-            {
-                "b_chain_id": chain_id,
-                "b_block_hashes": hashes[i : i + _IN_CHUNK],
-                "b_status": status,
-            },
-        )
-        changed.extend(result.all())
-    return changed
+        params = {"b_chain_id": chain_id, "b_block_hashes": hashes[i : i + _IN_CHUNK],
+                  "b_status": status}  # fmt: skip
+        prior.update((row[0], row[1]) for row in conn.execute(stmts.statuses_of, params))
+        changed.extend(conn.execute(stmts.set_status, params).all())
+    return _append_status_changes(conn, stmts, _stored_sorted(changed), status, prior)
 
 
 def _stored(row: Sequence[Any]) -> StoredEvent:
@@ -746,6 +1002,139 @@ _by_id: Final = attrgetter("id")
 def _stored_sorted(rows: Sequence[Sequence[Any]]) -> list[StoredEvent]:
     # UPDATE ... RETURNING comes back in no particular order.
     return sorted((_stored(r) for r in rows), key=_by_id)
+
+
+# --- the change log ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """This process's leadership of one chain's ingest: who holds it, under which epoch.
+
+    Each taking-over increments the epoch; a write carrying a lease whose holder or epoch is no
+    longer the stored one, or whose time ran out, is refused (fencing)."""
+
+    chain_id: int
+    holder: str
+    epoch: int
+
+
+def _check_lease(conn: Connection, stmts: _Statements, lease: Lease) -> None:
+    """Lock the lease row (until commit: a taking-over waits for this transaction) and check
+    that ``lease`` is still the stored, unexpired one."""
+    row = conn.execute(
+        stmts.check_lease,
+        {"chain_id": lease.chain_id, "holder": lease.holder, "epoch": lease.epoch},
+    ).first()
+    if row is None:
+        raise LeadershipLost(
+            f"chain {lease.chain_id}: the lease of epoch {lease.epoch} is no longer ours"
+        )
+
+
+def _allocate(conn: Connection, stmts: _Statements, count: int) -> int:
+    """Take ``count`` cursors from the counter; returns the first. On PostgreSQL the counter's
+    row stays locked until this transaction ends: the commit-order lock."""
+    last = int(conn.execute(stmts.allocate, {"n": count}).scalar_one())
+    return last - count + 1
+
+
+def _insert_changes(conn: Connection, stmts: _Statements, changes: Sequence[Change]) -> None:
+    if not changes:
+        return
+    conn.execute(
+        stmts.insert_change,
+        [
+            {
+                "cursor": ch.cursor,
+                "chain_id": ch.chain_id,
+                "kind": ch.kind,
+                "event_id": ch.event.id if ch.event is not None else None,
+                "prior": ch.prior,
+                "block_number": (
+                    ch.event.log.block_number
+                    if ch.event is not None
+                    else ch.head.number
+                    if ch.head is not None
+                    else 0
+                ),
+                "head": _head_json(ch.head) if ch.head is not None else None,
+            }
+            for ch in changes
+        ],
+    )
+    if conn.dialect.name == "postgresql":
+        # Delivered at commit, to every gateway LISTENing (schema-qualified: stores in
+        # several schemas of one database do not wake each other's gateways).
+        conn.execute(stmts.notify)
+
+
+def _unix_time(value: datetime | None) -> float:
+    if value is None:
+        return 0.0
+    if value.tzinfo is None:  # SQLite keeps UTC without a zone
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def _head_json(head: Head) -> str:
+    raw = head.raw or {
+        "number": hex(head.number),
+        "hash": head.hash,
+        "parentHash": head.parent_hash,
+        "timestamp": hex(head.timestamp),
+    }
+    return _dumps(raw)
+
+
+def _head_of(text_value: str) -> Head:
+    raw = json.loads(text_value)
+    return Head(
+        number=int(raw["number"], 16),
+        hash=raw["hash"],
+        parent_hash=raw.get("parentHash", ""),
+        timestamp=int(raw.get("timestamp", "0x0"), 16),
+        raw=raw if "parentHash" in raw else {},
+    )
+
+
+def _confirmed_events(
+    conn: Connection, ids: Sequence[int], known: Mapping[int, StoredEvent]
+) -> list[StoredEvent]:
+    """The events of ``ids`` as confirmed: from ``known`` where there, else read back."""
+    missing = [i for i in ids if i not in known]
+    read = {e.id: e for e in _by_ids(conn, missing)} if missing else {}
+    out = []
+    for event_id in ids:
+        event = known.get(event_id) or read.get(event_id)
+        if event is not None:
+            out.append(event.with_status("confirmed"))
+    return out
+
+
+def _by_ids(conn: Connection, ids: Collection[int]) -> list[StoredEvent]:
+    stmt = select(*_EVENT_COLUMNS).where(events_table.c.id.in_(sorted(ids)))
+    return _stored_sorted(conn.execute(stmt).all())
+
+
+def _append_status_changes(
+    conn: Connection,
+    stmts: _Statements,
+    events: Sequence[StoredEvent],
+    kind: Status,
+    prior: Mapping[int, Status],
+) -> list[Change]:
+    """Append a change per event (already updated to ``kind``), in id order."""
+    if not events:
+        return []
+    cursor = _allocate(conn, stmts, len(events))
+    now = time.time()
+    changes = [
+        Change(cursor + i, e.chain_id, kind, e, None, prior.get(e.id), now)
+        for i, e in enumerate(events)
+    ]
+    _insert_changes(conn, stmts, changes)
+    return changes
 
 
 # --- engines ----------------------------------------------------------------------------------
@@ -845,7 +1234,21 @@ def _postgresql_engine(url: URL, schema: str | None) -> Engine:
 
         # insert=True: before SQLAlchemy's own first-connect hook reads current_schema().
         sa_event.listen(engine, "connect", set_search_path, insert=True)
+    sa_event.listen(engine, "connect", _postgresql_on_connect)
     return engine
+
+
+def _postgresql_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # A process paused inside a transaction (SIGSTOP, a frozen VM) must not hold its locks -
+    # the lease row above all, which a standby needs to take over: the server ends such a
+    # transaction, and the paused process's write then fails (see chainwatch.ingest.leader).
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute(
+            f"SET SESSION idle_in_transaction_session_timeout = {PG_IDLE_IN_TRANSACTION_MS}"
+        )
+    dbapi_connection.autocommit = autocommit
 
 
 def _create_schema(url: URL, schema: str) -> None:

@@ -136,21 +136,20 @@ class Chain:
             events.append(decoded)
         checkpoint = Checkpoint(self.chain_id, head.number, head.hash)
         depth = head.number - self.status.confirmations + 1
-        committed = self.store.commit_block(
+        changes = self.store.commit_block(
             events, checkpoint, [head], confirm_through=depth if depth >= 0 else None
         )
-        stored = committed.inserted
-        # As ingest hands them over: each event first as new, then its confirmation.
-        first_seen = [e.with_status("new") if e.status == "confirmed" else e for e in stored]
-        confirmed = [e for e in stored if e.status == "confirmed"]
-        changed = first_seen + confirmed + self.store.by_ids(committed.confirmed_ids)
         self.status.head = head
         self.status.last_head_at = time.monotonic()
         for sink in self.sinks:
-            if changed:
-                sink.on_events(self.chain_id, changed)
-            sink.on_head(self.chain_id, head)
-        return stored
+            sink.on_changes(changes)
+        # The events as stored now (an event deep enough is stored confirmed at once).
+        confirmed = {c.event.id for c in changes if c.kind == "confirmed" and c.event}
+        return [
+            c.event.with_status("confirmed") if c.event.id in confirmed else c.event
+            for c in changes
+            if c.kind == "new" and c.event is not None
+        ]
 
     def transfers(self, *values: int, **kw: Any) -> list[StoredEvent]:
         return self.block([self.transfer_log(v, index=i, **kw) for i, v in enumerate(values)])
@@ -159,13 +158,12 @@ class Chain:
         """Orphan the blocks above ``fork_at``; the next blocks are on a new fork."""
         orphaned = {block_hash(n, self.fork) for n in range(fork_at + 1, self.number + 1)}
         checkpoint = Checkpoint(self.chain_id, fork_at, block_hash(fork_at, self.fork))
-        changed = self.store.reorg(self.chain_id, orphaned, checkpoint, fork_at + 1)
+        changes = self.store.reorg(self.chain_id, orphaned, checkpoint, fork_at + 1)
         self.fork += 1
         self.number = fork_at
         for sink in self.sinks:
-            if changed:
-                sink.on_events(self.chain_id, changed)
-        return changed
+            sink.on_changes(changes)
+        return [c.event for c in changes if c.event is not None]
 
 
 def statuses_for(settings: Settings, connected: bool = True) -> dict[int, ChainStatus]:

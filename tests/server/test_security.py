@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosedOK, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from chainwatch.errors import ChainwatchError
 from chainwatch.server import Server
@@ -215,15 +215,21 @@ async def test_port_taken_is_a_clear_error(harness: Harness) -> None:
         assert "\n" not in message
 
 
-async def test_cancelling_serve_forever_closes_connections_1001(harness: Harness) -> None:
+async def test_cancelling_serve_forever_drains_and_closes_connections_1012(
+    harness: Harness,
+) -> None:
     server = Server(harness.settings, harness.store, harness.statuses)
     await server.start()
+    harness.dev.sinks.append(server)
     task = asyncio.create_task(server.serve_forever())
     async with rpc_client(f"ws://127.0.0.1:{server.port}") as client:
         await client.call("eth_subscribe", ["newHeads"])
+        harness.dev.transfers(7)  # queued, not yet routed, when the signal comes
         task.cancel()
-        with pytest.raises(ConnectionClosedOK) as info:
+        head = await client.notification()  # what was queued is delivered first
+        assert head["result"]["number"] == hex(harness.dev.number)
+        with pytest.raises(ConnectionClosed) as info:
             await client.notification()
-        assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1012
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -108,7 +108,7 @@ async def test_resumes_after_the_server_restarts(harness: Harness) -> None:
     values = [json.loads(line)["args"]["value"] for line in lines]
     assert values == ["1", "2", "3", "4", "5"]  # nothing missed, nothing twice
     assert err.lines[0].startswith("chainwatch tail: subscribed to ws://127.0.0.1:")
-    assert "reconnecting from event 2" in err.lines[1]
+    assert "reconnecting from cursor 2" in err.lines[1]
 
 
 async def test_refusals_are_one_line_errors(tmp_path: Any) -> None:

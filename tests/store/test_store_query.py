@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from store_testdata import TOKEN_A, TOKEN_B, block_hash, event
+from store_changes import new_events
+from store_testdata import TOKEN_A, TOKEN_B, block_hash, checkpoint, event, head
 
 from chainwatch.core.model import StoredEvent
 from chainwatch.store import Store
@@ -89,10 +90,17 @@ def test_limit_and_order(store: Store, stored: list[StoredEvent]) -> None:
         store.query(order="sideways")
 
 
-def test_max_event_id(store: Store) -> None:
-    assert store.max_event_id() == 0
-    [first, second] = store.write_batch([event(1, 0), event(1, 1)], None)
-    assert store.max_event_id() == second.id > first.id
+def test_last_cursor(store: Store) -> None:
+    assert store.last_cursor() == 0
+    [first, second] = new_events(store.write_batch([event(1, 0), event(1, 1)], None))
+    assert store.last_cursor() == second.id > first.id
+    # A batch of duplicates writes no change (it may leave a gap); cursors only grow.
+    [head_change] = store.write_batch([event(1, 1)], checkpoint(2), [head(2)])
+    assert head_change.kind == "head"
+    assert store.last_cursor() >= head_change.cursor > second.id
+    assert store.write_batch([event(1, 0)], None) == []
+    [third] = new_events(store.write_batch([event(3, 0)], None))
+    assert store.last_cursor() == third.id > head_change.cursor
 
 
 def test_an_undecoded_event_reads_back_with_its_error(

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
+from store_changes import events_of, kinds, new_events
 from store_testdata import (
     APPROVAL,
     TOKEN_B,
@@ -18,7 +19,7 @@ from store_testdata import (
     head,
 )
 
-from chainwatch.core.model import Checkpoint, DecodedEvent, Head, StoredEvent
+from chainwatch.core.model import Change, ChangeKind, Checkpoint, DecodedEvent, Head, StoredEvent
 from chainwatch.errors import StoreError
 from chainwatch.store import Store
 
@@ -27,36 +28,49 @@ def ids(stored: list[StoredEvent]) -> list[int]:
     return [s.id for s in stored]
 
 
+def status_events(changes: list[Change], kind: ChangeKind) -> list[StoredEvent]:
+    """The events of a status write's changes, all of ``kind``, in cursor order."""
+    assert set(kinds(changes)) <= {kind}
+    return events_of(changes, kind)
+
+
 # --- write_batch ----------------------------------------------------------------------------
 
 
 def test_write_batch_returns_the_inserted_events_with_increasing_ids(store: Store) -> None:
-    first = store.write_batch(block_events(1, 3), checkpoint(1), [head(1)])
-    second = store.write_batch(block_events(2, 2), checkpoint(2), [head(2)])
+    first_changes = store.write_batch(block_events(1, 3), checkpoint(1), [head(1)])
+    second_changes = store.write_batch(block_events(2, 2), checkpoint(2), [head(2)])
+    assert kinds(first_changes) == ["new"] * 3 + ["head"]
+    assert [c.head for c in first_changes[-1:]] == [head(1)]
+    first, second = new_events(first_changes), new_events(second_changes)
     assert len(first) == 3 and len(second) == 2
     all_ids = ids(first) + ids(second)
     assert all_ids == sorted(all_ids) and len(set(all_ids)) == 5
     assert [s.status for s in first + second] == ["new"] * 5
     assert [(s.log.block_number, s.log.log_index) for s in first] == [(1, 0), (1, 1), (1, 2)]
-    assert store.max_event_id() == all_ids[-1]
+    assert [c.cursor for c in first_changes[:3]] == ids(first)  # an event's id is its cursor
+    assert store.last_cursor() == second_changes[-1].cursor == all_ids[-1] + 1  # the head
     assert store.query() == first + second
 
 
 def test_an_event_written_twice_is_stored_once(store: Store) -> None:
     batch = block_events(5, 2)
-    stored = store.write_batch(batch, checkpoint(5))
+    stored = new_events(store.write_batch(batch, checkpoint(5)))
     assert store.write_batch(batch, checkpoint(5)) == []
     # A later batch that overlaps: only the new log goes in.
     overlap = store.write_batch([*batch, event(5, 2)], checkpoint(5))
-    assert [(s.log.log_index) for s in overlap] == [2]
-    assert overlap[0].id > stored[-1].id
+    assert kinds(overlap) == ["new"]
+    overlap_events = new_events(overlap)
+    assert [(s.log.log_index) for s in overlap_events] == [2]
+    assert overlap_events[0].id > stored[-1].id
     assert len(store.query()) == 3
 
 
 def test_duplicates_within_one_batch_are_stored_once(store: Store) -> None:
     once = event(3, 0)
-    stored = store.write_batch([once, event(3, 1), once], checkpoint(3))
-    assert [s.log.log_index for s in stored] == [0, 1]
+    changes = store.write_batch([once, event(3, 1), once], checkpoint(3))
+    assert kinds(changes) == ["new", "new"]
+    assert [s.log.log_index for s in new_events(changes)] == [0, 1]
     assert len(store.query()) == 2
 
 
@@ -64,11 +78,13 @@ def test_the_same_log_index_in_another_block_or_chain_is_another_event(store: St
     stored = store.write_batch(
         [event(3, 0), event(3, 0, fork=1), event(3, 0, chain_id=10)], checkpoint=None
     )
-    assert len(stored) == 3
+    assert len(new_events(stored)) == 3
 
 
 def test_an_empty_batch_still_moves_the_checkpoint_and_the_window(store: Store) -> None:
-    assert store.write_batch([], checkpoint(9), [head(9)]) == []
+    [only] = store.write_batch([], checkpoint(9), [head(9)])
+    assert (only.kind, only.chain_id, only.head, only.event) == ("head", 1, head(9), None)
+    assert store.write_batch([], checkpoint(9)) == []
     assert store.checkpoint(1) == checkpoint(9)
     assert store.recent_blocks(1, 10) == [head(9)]
 
@@ -97,7 +113,7 @@ def test_a_log_round_trips_exactly(store: Store, reopen: Callable[[], Store]) ->
             historical=True,
         ),
     ]
-    written = store.write_batch(odd_logs, None)
+    written = new_events(store.write_batch(odd_logs, None))
     assert [s.log for s in written] == [e.log for e in odd_logs]
     read = reopen().query()
     assert read == written
@@ -118,7 +134,7 @@ def test_a_log_round_trips_exactly(store: Store, reopen: Callable[[], Store]) ->
 def test_large_batches_work(store: Store, count: int) -> None:
     """2,000 logs (a history chunk) and 4,500, which takes more than one statement per batch."""
     batch = [event(100 + i // 300, i % 300, historical=True) for i in range(count)]
-    stored = store.write_batch(batch, checkpoint(100 + (count - 1) // 300))
+    stored = new_events(store.write_batch(batch, checkpoint(100 + (count - 1) // 300)))
     assert len(stored) == count
     assert ids(stored) == sorted(ids(stored)) and len(set(ids(stored))) == count
     assert [s.log for s in stored] == [e.log for e in batch]
@@ -149,7 +165,7 @@ def test_the_checkpoint_commits_with_its_events(store: Store, reopen: Callable[[
 def test_a_failure_inside_the_transaction_leaves_neither_events_nor_checkpoint(
     store: Store, reopen: Callable[[], Store]
 ) -> None:
-    before = store.write_batch(block_events(1, 2), checkpoint(1), [head(1)])
+    before = new_events(store.write_batch(block_events(1, 2), checkpoint(1), [head(1)]))
     # The events go in first; then the checkpoint breaks a NOT NULL constraint.
     broken = Checkpoint(1, 2, None)  # type: ignore[arg-type]
     with pytest.raises(StoreError):
@@ -163,7 +179,7 @@ def test_a_failure_inside_the_transaction_leaves_neither_events_nor_checkpoint(
         assert view.checkpoint(1) == checkpoint(1)
         assert view.recent_blocks(1, 10) == [head(1)]
     # The store is usable afterwards and the rolled-back logs can be written again.
-    again = store.write_batch(block_events(2, 3), checkpoint(2), [head(2)])
+    again = new_events(store.write_batch(block_events(2, 3), checkpoint(2), [head(2)]))
     assert len(again) == 3 and again[0].id > before[-1].id
 
 
@@ -202,7 +218,9 @@ def test_one_writer_and_several_readers_at_once(store: Store) -> None:
 def test_set_status_changes_the_events_of_those_blocks_only(store: Store) -> None:
     store.write_batch(block_events(1, 2) + block_events(2, 2) + block_events(3, 1), checkpoint(3))
     store.write_batch([event(2, 0, chain_id=5)], None)  # same block hash, other chain
-    changed = store.set_status(1, [block_hash(2), block_hash(3)], "removed")
+    removals = store.set_status(1, [block_hash(2), block_hash(3)], "removed")
+    assert [c.prior for c in removals] == ["new"] * 3
+    changed = status_events(removals, "removed")
     assert [(s.log.block_number, s.status) for s in changed] == [(2, "removed")] * 2 + [
         (3, "removed")
     ]
@@ -212,20 +230,24 @@ def test_set_status_changes_the_events_of_those_blocks_only(store: Store) -> Non
     assert store.set_status(1, [], "removed") == []
     assert [s.status for s in store.query(chain_id=5)] == ["new"]
     back = store.set_status(1, [block_hash(3)], "new")
-    assert [(s.status, s.log.removed) for s in back] == [("new", False)]
+    assert [(s.status, s.log.removed) for s in status_events(back, "new")] == [("new", False)]
 
 
 def test_set_status_takes_many_block_hashes(store: Store) -> None:
     store.write_batch([event(n, 0) for n in range(1, 1201)], None)
-    changed = store.set_status(1, [block_hash(n) for n in range(1, 1201)], "removed")
+    changes = store.set_status(1, [block_hash(n) for n in range(1, 1201)], "removed")
+    changed = status_events(changes, "removed")
+    assert [c.cursor for c in changes] == sorted({c.cursor for c in changes})
     assert len(changed) == 1200 and ids(changed) == sorted(ids(changed))
 
 
 def test_confirm_up_to_confirms_new_events_at_or_below_the_block(store: Store) -> None:
-    stored = store.write_batch([event(n, i) for n in (1, 2, 3, 4) for i in (0, 1)], checkpoint(4))
+    stored = new_events(
+        store.write_batch([event(n, i) for n in (1, 2, 3, 4) for i in (0, 1)], checkpoint(4))
+    )
     store.write_batch([event(1, 0, chain_id=5)], None)
     store.set_status(1, [block_hash(2)], "removed")
-    confirmed = store.confirm_up_to(1, 3)
+    confirmed = status_events(store.confirm_up_to(1, 3), "confirmed")
     assert [(s.log.block_number, s.log.log_index) for s in confirmed] == [
         (1, 0),
         (1, 1),
@@ -246,7 +268,9 @@ def test_reorg_removes_orphaned_events_rewinds_the_window_and_the_checkpoint(
     for n in range(1, 6):
         store.write_batch(block_events(n, 2), checkpoint(n), [head(n)])
     orphaned = [block_hash(4), block_hash(5)]
-    changed = store.reorg(1, orphaned, checkpoint(3), removed_from_block=4)
+    removals = store.reorg(1, orphaned, checkpoint(3), removed_from_block=4)
+    assert [c.prior for c in removals] == ["new"] * 4
+    changed = status_events(removals, "removed")
     assert [(s.log.block_number, s.status, s.log.removed) for s in changed] == [
         (4, "removed", True),
         (4, "removed", True),
@@ -258,8 +282,10 @@ def test_reorg_removes_orphaned_events_rewinds_the_window_and_the_checkpoint(
     assert [h.number for h in view.recent_blocks(1, 10)] == [3, 2, 1]
     assert {s.log.block_number for s in view.query(status="new")} == {1, 2, 3}
     # The new fork's blocks 4 and 5 come in as new events with new ids.
-    newer = store.write_batch(block_events(4, 2, fork=1), checkpoint(4, fork=1), [head(4, 1)])
-    assert len(newer) == 2 and newer[0].id > changed[-1].id
+    newer = new_events(
+        store.write_batch(block_events(4, 2, fork=1), checkpoint(4, fork=1), [head(4, 1)])
+    )
+    assert len(newer) == 2 and newer[0].id > removals[-1].cursor
     assert store.recent_blocks(1, 1) == [head(4, 1)]
     # Seeing the same reorg again changes nothing but still sets the checkpoint.
     assert store.reorg(1, orphaned, checkpoint(4, fork=1), removed_from_block=5) == []
@@ -325,31 +351,39 @@ def test_a_removed_log_passed_in_is_stored_as_a_new_event(store: Store) -> None:
         decoded.event,
         decoded.args,
     )
-    [stored] = store.write_batch([flagged], None)
+    [stored] = new_events(store.write_batch([flagged], None))
     assert stored.status == "new" and stored.log == decoded.log
     assert store.query() == [stored]
 
 
 def test_commit_block_writes_and_confirms_in_one_transaction(store: Store) -> None:
-    first = store.commit_block(block_events(1, 2), checkpoint(1), [head(1)])
-    assert [e.status for e in first.inserted] == ["new", "new"] and first.confirmed_ids == []
+    first_changes = store.commit_block(block_events(1, 2), checkpoint(1), [head(1)])
+    assert kinds(first_changes) == ["new", "new", "head"]
+    first = new_events(first_changes)
     store.write_batch([event(1, 5, chain_id=5)], None)  # another chain: never confirmed here
     # Block 3 commits and confirms everything at or below block 2, block 1's events by id.
-    second = store.commit_block(block_events(2, 1), checkpoint(2), [head(2)])
-    third = store.commit_block(block_events(3, 2), checkpoint(3), [head(3)], confirm_through=2)
-    assert third.confirmed_ids == sorted(
-        [e.id for e in first.inserted] + [e.id for e in second.inserted]
+    second = new_events(store.commit_block(block_events(2, 1), checkpoint(2), [head(2)]))
+    third_changes = store.commit_block(
+        block_events(3, 2), checkpoint(3), [head(3)], confirm_through=2
     )
-    assert [e.status for e in third.inserted] == ["new", "new"]
+    # The confirmations of earlier events come first, then the new events, then the head.
+    assert kinds(third_changes) == ["confirmed"] * 3 + ["new", "new", "head"]
+    assert events_of(third_changes, "confirmed") == [
+        e.with_status("confirmed") for e in first + second
+    ]
+    third = new_events(third_changes)
+    assert [e.status for e in third] == ["new", "new"]
     assert store.checkpoint(1) == checkpoint(3)
     statuses = {(s.log.block_number, s.status) for s in store.query(chain_id=1)}
     assert statuses == {(1, "confirmed"), (2, "confirmed"), (3, "new")}
     assert [s.status for s in store.query(chain_id=5)] == ["new"]
-    # A history chunk deep enough is inserted confirmed at once, and reported so.
-    chunk = store.commit_block(block_events(4, 2), checkpoint(4), confirm_through=4)
-    assert [e.status for e in chunk.inserted] == ["confirmed", "confirmed"]
-    assert chunk.confirmed_ids == sorted(e.id for e in third.inserted)
-    assert [s.status for s in store.by_ids([e.id for e in chunk.inserted])] == ["confirmed"] * 2
+    # A history chunk deep enough is inserted confirmed at once, and reported so: its events'
+    # `new` changes, then their `confirmed` ones, after the confirmations of earlier events.
+    chunk_changes = store.commit_block(block_events(4, 2), checkpoint(4), confirm_through=4)
+    chunk = new_events(chunk_changes)
+    assert kinds(chunk_changes) == ["confirmed"] * 2 + ["new"] * 2 + ["confirmed"] * 2
+    assert ids(events_of(chunk_changes, "confirmed")) == ids(third) + ids(chunk)
+    assert [s.status for s in store.by_ids(ids(chunk))] == ["confirmed"] * 2
 
 
 def test_commit_block_is_all_or_nothing(store: Store) -> None:
@@ -363,6 +397,6 @@ def test_commit_block_is_all_or_nothing(store: Store) -> None:
 
 
 def test_by_ids(store: Store) -> None:
-    stored = store.write_batch(block_events(1, 3), checkpoint(1))
+    stored = new_events(store.write_batch(block_events(1, 3), checkpoint(1)))
     assert store.by_ids([]) == []
     assert store.by_ids([stored[2].id, stored[0].id, 10**9]) == [stored[0], stored[2]]
