@@ -70,7 +70,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class _PortTaken(Exception):
+class _PortTaken(ChainwatchError):
     """Anvil could not listen on the port we picked: someone took it in between."""
 
 
