@@ -16,6 +16,7 @@ from pathlib import Path
 from chainwatch import render
 from chainwatch.config import redact_url
 from chainwatch.core.abi import load_abi_file
+from chainwatch.core.backoff import backoff
 from chainwatch.core.decoder import AbiDecoder
 from chainwatch.core.model import JSON, Log, parse_log
 from chainwatch.core.standards import standard_decoder
@@ -26,7 +27,6 @@ from chainwatch.errors import (
     ProviderError,
     RemoteProtocolError,
 )
-from chainwatch.ingest.chain import backoff
 from chainwatch.ingest.provider import ProviderConnection
 
 # The printed logs remembered to drop duplicates (a gap fill re-reads the last block printed).
