@@ -14,6 +14,10 @@ of the daemon's data path. One module per job:
 On a fresh anvil (default mnemonic), :func:`deploy_sample` run first always yields the same
 addresses, because a contract's address depends only on its deployer and the deployer's nonce;
 ``config/devnet.toml`` lists them (regenerate it with ``python -m chainwatch.devnet``).
+
+Its users are the tests, the benchmarks and ``chainwatch dev``: the names below are its API even
+where only tests call them (:func:`deploy`, :meth:`Anvil.mine`, :meth:`Anvil.reorg`,
+:meth:`Anvil.kill`, :meth:`Anvil.restart`, :meth:`Traffic.forget_streams`).
 """
 
 from chainwatch.devnet.config import EXAMPLE_COMMENT, devnet_config_text, write_devnet_config
