@@ -259,9 +259,9 @@ def decode(
         try:
             name, args = decoder.decode_log(entry)
         except DecodeError as exc:
-            typer.echo(render.json_line(log_json(entry, None, None, str(exc))))
+            typer.echo(render.json_line(render.log_json(entry, None, None, str(exc))))
             continue
-        typer.echo(render.json_line(log_json(entry, name, args, None)))
+        typer.echo(render.json_line(render.log_json(entry, name, args, None)))
 
 
 class _BadLine:
@@ -286,27 +286,6 @@ def _json_items(text: str, source: str) -> list[tuple[int, Any]]:
         except ValueError as exc:
             out.append((number, _BadLine(f"not valid JSON: {exc}")))
     return out
-
-
-def log_json(entry: Any, event: str | None, args: Any, error: str | None) -> dict[str, Any]:
-    """A decoded log outside the store: the stored form without id, chain and status."""
-    from chainwatch.core.jsonform import checksum_address
-
-    obj: dict[str, Any] = {
-        "block_number": entry.block_number,
-        "block_hash": entry.block_hash,
-        "transaction_hash": entry.transaction_hash,
-        "transaction_index": entry.transaction_index,
-        "log_index": entry.log_index,
-        "address": checksum_address(entry.address),
-        "event": event,
-        "args": args,
-    }
-    if entry.removed:
-        obj["status"] = "removed"
-    if error is not None:
-        obj["error"] = error
-    return obj
 
 
 # --- watch -------------------------------------------------------------------------------------

@@ -6,8 +6,10 @@
     ├── ConfigError (ValueError)        a config file, key or value is wrong; names file and key
     ├── AbiError (ValueError)           an ABI file or entry cannot be compiled
     ├── DecodeError (ValueError)        a log does not decode with the ABI it was matched to
+    ├── FilterError (ValueError)        a filter or a --where clause is wrong; names the field
     ├── RpcError                        a JSON-RPC exchange failed
     │   ├── RemoteProtocolError         the peer (provider or client) broke JSON-RPC
+    │   │   └── InvalidRequest (ValueError)  a client's request is not JSON-RPC 2.0 (core.rpc)
     │   └── RpcErrorResponse            the peer answered with a JSON-RPC error object
     ├── ProviderError                   a provider cannot be used
     │   ├── ProviderUnreachable         connecting failed or the connection dropped
@@ -16,6 +18,10 @@
     └── StoreError                      the database refused an operation
         ├── LeadershipLost              this process no longer leads the chain it wrote for
         └── CursorExpired               a cursor is older than the change log keeps
+
+Every exception class defined in chainwatch is in this tree, private ones included (those carry
+a result within their module and are not drawn). A class that acts as a builtin error also
+derives from it, so ``except ValueError`` around a parser keeps working.
 
 Errors of other libraries are converted where they enter chainwatch (``raise ... from exc``).
 Errors meant for the user carry a one-line message that is safe to print: provider URLs in them
@@ -51,6 +57,19 @@ class AbiError(ChainwatchError, ValueError):
 
 class DecodeError(ChainwatchError, ValueError):
     """A log does not match, or does not decode with, the ABI it was matched to."""
+
+
+class FilterError(ChainwatchError, ValueError):
+    """A filter is invalid; the message names the field (``where[1][2]: ...``).
+
+    Raised by :mod:`chainwatch.core.filters` (which re-exports it) for a client's subscription
+    filter, answered -32602, and for the ``--where`` clauses of ``chainwatch tail``.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}" if field else problem)
 
 
 class RpcError(ChainwatchError):

@@ -8,6 +8,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
+from chainwatch.core.jsonform import checksum_address
+from chainwatch.core.model import Log
+
 _STATUS_MARK = {"new": "", "confirmed": " ✓", "removed": " [REMOVED]"}
 
 
@@ -50,6 +53,27 @@ def event_line(event: Mapping[str, Any]) -> str:
 
 def json_line(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def log_json(entry: Log, event: str | None, args: Any, error: str | None) -> dict[str, Any]:
+    """A log decoded outside the store (``chainwatch decode`` and ``watch``): the stored JSON
+    form without id, chain and status, ``status`` only for a removed log, ``error`` when it did
+    not decode."""
+    obj: dict[str, Any] = {
+        "block_number": entry.block_number,
+        "block_hash": entry.block_hash,
+        "transaction_hash": entry.transaction_hash,
+        "transaction_index": entry.transaction_index,
+        "log_index": entry.log_index,
+        "address": checksum_address(entry.address),
+        "event": event,
+        "args": args,
+    }
+    if entry.removed:
+        obj["status"] = "removed"
+    if error is not None:
+        obj["error"] = error
+    return obj
 
 
 TABLE_COLUMNS = ("id", "block_number", "log_index", "contract", "event", "status", "args")

@@ -1,10 +1,10 @@
 """``chainwatch tail``: subscribe to a running daemon and print its alerts as they come.
 
 One ``chainwatch_subscribe`` over WebSocket; each event is printed as one readable line (or one
-JSON object with ``--json``). When the connection drops, the client reconnects by itself
-(websockets' backoff) and resubscribes with ``since`` set to the last cursor it printed, so
-nothing is missed and nothing printed twice. A refused token, a bad filter or a URL that is not
-a chainwatch server stop it with a one-line :class:`ChainwatchError`.
+JSON object with ``--json``). When the connection drops, the client reconnects by itself (with
+:mod:`chainwatch.core.backoff`) and resubscribes with ``since`` set to the last cursor it
+printed, so nothing is missed and nothing printed twice. A refused token, a bad filter or a URL
+that is not a chainwatch server stop it with a one-line :class:`ChainwatchError`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.client import backoff
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from chainwatch.config import redact_url
+from chainwatch.core.backoff import INITIAL_DELAY, backoff
 from chainwatch.core.filters import parse_where_expr
 from chainwatch.core.model import JSON
 from chainwatch.errors import ChainwatchError
@@ -27,8 +27,6 @@ from chainwatch.render import event_line, json_line
 
 __all__ = ["build_filter", "run_tail"]
 
-RETRY_DELAY = 0.5
-RETRY_MAX_DELAY = 30.0
 _REFUSALS = {
     401: "a valid token is required",
     403: "origin not allowed",
@@ -145,12 +143,12 @@ async def run_tail(
     *,
     out: TextIO | None = None,
     err: TextIO | None = None,
-    retry_delay: float = RETRY_DELAY,
+    retry_delay: float = INITIAL_DELAY,
 ) -> None:
     """Print the events of a chainwatch server matching the filter until cancelled.
 
-    Reconnects after ``retry_delay`` seconds (with jitter), then backs off up to
-    :data:`RETRY_MAX_DELAY` while the server stays unreachable.
+    Reconnects after ``retry_delay`` seconds or a little less (jitter), then backs off while
+    the server stays unreachable (:func:`chainwatch.core.backoff.backoff`).
     """
     errors = err or sys.stderr
     headers = {"Authorization": f"Bearer {token}"} if token else None
@@ -162,7 +160,7 @@ async def run_tail(
             url,
             additional_headers=headers,
             open_timeout=10,
-            reconnect_delays=lambda: backoff(retry_delay, retry_delay, RETRY_MAX_DELAY),
+            reconnect_delays=lambda: backoff(retry_delay),
         ):
             try:
                 await tail.session(ws)

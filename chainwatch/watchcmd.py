@@ -16,6 +16,7 @@ from pathlib import Path
 from chainwatch import render
 from chainwatch.config import redact_url
 from chainwatch.core.abi import load_abi_file
+from chainwatch.core.backoff import backoff
 from chainwatch.core.decoder import AbiDecoder
 from chainwatch.core.model import JSON, Log, parse_log
 from chainwatch.core.standards import standard_decoder
@@ -26,7 +27,6 @@ from chainwatch.errors import (
     ProviderError,
     RemoteProtocolError,
 )
-from chainwatch.ingest.chain import backoff
 from chainwatch.ingest.provider import ProviderConnection
 
 # The printed logs remembered to drop duplicates (a gap fill re-reads the last block printed).
@@ -109,8 +109,6 @@ def _show(
     seen: dict[tuple[str, int], int],
     last: int | None,
 ) -> int | None:
-    from chainwatch.cli import log_json
-
     try:
         entry: Log = parse_log(raw)
     except RemoteProtocolError as exc:
@@ -127,8 +125,8 @@ def _show(
                 del seen[key]
     try:
         name, args = decoder.decode_log(entry)
-        obj = log_json(entry, name, args, None)
+        obj = render.log_json(entry, name, args, None)
     except DecodeError as exc:
-        obj = log_json(entry, None, None, str(exc))
+        obj = render.log_json(entry, None, None, str(exc))
     print(render.json_line(obj) if json_output else render.event_line(obj), flush=True)
     return max(last or 0, entry.block_number)

@@ -33,6 +33,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from chainwatch.core.model import JSON, Log, StoredEvent
+from chainwatch.errors import FilterError
 
 __all__ = [
     "AMOUNT",
@@ -71,15 +72,6 @@ _INT_RE = re.compile(r"-?[0-9]{1,200}\Z")
 _HEX_INT_RE = re.compile(r"0[xX][0-9a-fA-F]{1,200}\Z")
 
 Kind = Literal["int", "decimal", "address", "bool", "string", "bytes", "json", "auto"]
-
-
-class FilterError(ValueError):
-    """A filter is invalid; the message names the field (``where[1][2]: ...``)."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field}: {problem}" if field else problem)
 
 
 def _show(value: Any) -> str:

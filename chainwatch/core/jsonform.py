@@ -104,6 +104,11 @@ def to_json_value(abi_type: AbiParam | str, value: Any) -> Any:
     (any case) and strings, ``bytes`` for bytes types (an indexed reference type is its topic),
     sequences for arrays, and for tuples a sequence (eth-abi) or a mapping by member name
     (web3.py). Raises ValueError if the value does not fit the type.
+
+    Public API that chainwatch itself does not call: its decoder compiles a reader per type
+    (:mod:`chainwatch.core.decoder`) and gives the same values directly. This is the readable
+    definition of the JSON form, for code that decodes with eth-abi or web3.py and wants what
+    chainwatch stores; the decoder's differential tests and benchmark hold it to this.
     """
     param = parse_param_type(abi_type) if isinstance(abi_type, str) else abi_type
     if param.indexed and is_hashed_when_indexed(param):

@@ -198,7 +198,7 @@ def encode_notification(subscription: str, result_json: str) -> str:
     )
 
 
-class InvalidRequest(Exception):
+class InvalidRequest(RemoteProtocolError, ValueError):
     """A single request in a client's message is not valid JSON-RPC 2.0 (answered -32600)."""
 
     def __init__(self, request_id: RequestId, message: str) -> None:

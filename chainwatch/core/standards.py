@@ -5,7 +5,8 @@ chainwatch follow the token transfers of a wallet on *any* contract: subscribe t
 topic0s with the wallet in a ``from``/``to`` topic, and decode with :func:`standard_decoder`.
 
 ERC-20 and ERC-721 ``Transfer`` share their signature, hence topic0; ERC-721 indexes its third
-parameter, so its logs have 4 topics where ERC-20's have 3. :func:`standard_of` tells which.
+parameter, so its logs have 4 topics where ERC-20's have 3: the decoder and the wallet watches
+(:mod:`chainwatch.core.watch`) tell them apart by that count.
 
 * ERC-20: https://eips.ethereum.org/EIPS/eip-20
 * ERC-721: https://eips.ethereum.org/EIPS/eip-721
@@ -14,7 +15,7 @@ parameter, so its logs have 4 topics where ERC-20's have 3. :func:`standard_of` 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from functools import cache
 from typing import Any, Literal
 
@@ -34,7 +35,6 @@ __all__ = [
     "TRANSFER_TOPIC0",
     "Standard",
     "standard_decoder",
-    "standard_of",
 ]
 
 Standard = Literal["erc20", "erc721", "erc1155"]
@@ -157,16 +157,3 @@ def _build(standards: frozenset[str]) -> AbiDecoder:
             abi = [e for e in STANDARD_ABIS[standard] if e["name"] in wanted]
             events.extend(parse_abi(abi, source=CONTRACT_NAMES[standard]))
     return AbiDecoder(events)
-
-
-def standard_of(topics: Sequence[str]) -> str | None:
-    """The contract name (``"ERC20"``, ``"ERC721"``, ``"ERC1155"``) of a transfer log, told by
-    its topic0 and number of topics; None if it is not a standard transfer."""
-    if not topics:
-        return None
-    topic0 = topics[0]
-    if topic0 == TRANSFER_TOPIC0:
-        return {3: "ERC20", 4: "ERC721"}.get(len(topics))
-    if topic0 in (TRANSFER_SINGLE_TOPIC0, TRANSFER_BATCH_TOPIC0) and len(topics) == 4:
-        return "ERC1155"
-    return None

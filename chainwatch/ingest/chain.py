@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from chainwatch.config import ChainSettings, redact_url
+from chainwatch.core.backoff import backoff
 from chainwatch.core.model import (
     Checkpoint,
     DecodedEvent,
@@ -86,14 +86,6 @@ MAX_UNCONFIRMED = 100_000
 RECHECK_BLOCKS = 8
 # Held logs of blocks whose head has not come are dropped this many blocks behind the tip.
 PENDING_HORIZON = 128
-
-
-def backoff(initial: float = 0.5, maximum: float = 30.0) -> Any:
-    """Exponential reconnect delays with full jitter: 0.5 s, 1 s, 2 s ... up to 30 s."""
-    delay = initial
-    while True:
-        yield random.uniform(delay / 2, delay)
-        delay = min(maximum, delay * 2)
 
 
 @quick_init

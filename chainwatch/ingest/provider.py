@@ -171,9 +171,6 @@ class ProviderConnection:
             raise self._as_unreachable(item)
         return item
 
-    def pending_notifications(self) -> int:
-        return self._notes.qsize()
-
     # --- the reader ---------------------------------------------------------------------------
 
     async def _read(self) -> None:

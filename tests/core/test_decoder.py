@@ -20,7 +20,6 @@ from chainwatch.core.standards import (
     TRANSFER_SINGLE_TOPIC0,
     TRANSFER_TOPIC0,
     standard_decoder,
-    standard_of,
 )
 from chainwatch.errors import AbiError, DecodeError
 
@@ -261,8 +260,6 @@ def test_erc20_and_erc721_transfer_are_told_apart_by_topic_count() -> None:
     erc721 = ([TRANSFER_TOPIC0, sender, receiver, word(42)], "0x")
     assert decoder.decode(*erc20) == ("Transfer", {"from": ALICE, "to": BOB, "value": str(10**18)})
     assert decoder.decode(*erc721) == ("Transfer", {"from": ALICE, "to": BOB, "tokenId": "42"})
-    assert standard_of(erc20[0]) == "ERC20"
-    assert standard_of(erc721[0]) == "ERC721"
 
 
 def test_standard_decoder_only_knows_the_requested_standards() -> None:
@@ -291,9 +288,6 @@ def test_erc1155_single_and_batch() -> None:
         "TransferBatch",
         {**who, "ids": ["1", "2"], "values": ["10", "20"]},
     )
-    assert standard_of(single) == standard_of(batch) == "ERC1155"
-    assert standard_of([TRANSFER_SINGLE_TOPIC0]) is None
-    assert standard_of([]) is None
 
 
 def test_standard_topic0_constants() -> None:

@@ -371,6 +371,8 @@ def test_wallet_transfer_args() -> None:
         make_log(UNWATCHED, [APPROVAL, topic(WALLET), topic(STRANGER)], data(["uint256"], [1])),
         # A Transfer with too few topics to be ERC-20 or ERC-721.
         make_log(UNWATCHED, [TRANSFER, topic(WALLET)], data(["uint256"], [1])),
+        # A TransferSingle without its operator topic: not ERC-1155's shape.
+        make_log(UNWATCHED, [TRANSFER_SINGLE, topic(WALLET), topic(STRANGER)], "0x"),
         make_log(UNWATCHED, [], "0x"),
     ],
 )
