@@ -27,7 +27,6 @@ params (the message names the field), -32005 over the rate or subscription limit
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -75,30 +74,10 @@ _SUBSCRIPTIONS_ONLY = (
 
 
 # No request nests deeper, and none holds more arrays and objects. The JSON parser recurses in
-# C once per level: these bounds, checked without recursion before parsing, keep a 64 KiB
-# message of "[" from exhausting the stack, and keep the check itself cheap.
+# C once per level: these bounds, checked in one pass before parsing, keep a 64 KiB message of
+# "[" from exhausting the stack (see :func:`chainwatch.core.rpc.nesting`).
 MAX_DEPTH = 32
 MAX_CONTAINERS = 4096
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string, escapes included
-_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
-
-
-def nesting_error(text: str) -> str | None:
-    """Why ``text`` is too deeply nested or too big a tree to parse, or None if it is not."""
-    if text.count("[") + text.count("{") <= MAX_DEPTH:
-        return None
-    outside_strings = _STRING.sub("", text)
-    brackets = outside_strings.encode("utf-8", "surrogatepass").translate(None, _NOT_BRACKETS)
-    if len(brackets) > 2 * MAX_CONTAINERS:
-        return f"more than {MAX_CONTAINERS} arrays and objects"
-    # Strip the innermost pairs, one level per pass: a request is a few levels deep.
-    for _ in range(MAX_DEPTH):
-        inner = brackets.replace(b"[]", b"").replace(b"{}", b"")
-        if inner == brackets:
-            # Unbalanced: not JSON. The parser says where, if it is not made to recurse deep.
-            return "unbalanced brackets" if len(brackets) > MAX_DEPTH else None
-        brackets = inner
-    return f"nested deeper than {MAX_DEPTH} arrays or objects" if brackets else None
 
 
 def new_subscription_id() -> str:
@@ -212,7 +191,7 @@ class Session:
         outcome = Outcome()
         try:
             text = message.decode("utf-8") if isinstance(message, bytes) else message
-            too_big = nesting_error(text)
+            too_big = rpc.nesting_error(text, MAX_DEPTH, MAX_CONTAINERS)
             if too_big is not None:
                 raise ValueError(too_big)
             obj = json.loads(text)
