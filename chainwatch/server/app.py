@@ -55,6 +55,7 @@ from chainwatch.server.hub import (
     enrich,
     tokens_needed,
 )
+from chainwatch.server.limits import Gate, LogLimiter, Refusal, file_budget
 
 if TYPE_CHECKING:
     from chainwatch.store import Store
@@ -76,9 +77,6 @@ REPLAY_RECENT = 10_000
 TOKEN_MISS_TTL = 30.0
 TOKEN_CACHE_SIZE = 10_000
 CLOSE_TIMEOUT = 5.0
-# Connections the kernel queues before they are accepted: thousands of clients reconnecting at
-# once after a restart must not have their SYNs dropped (the kernel caps it at somaxconn).
-BACKLOG = 4096
 
 
 class Server:
@@ -101,13 +99,19 @@ class Server:
         self._catalogs = build_catalogs(settings)
         self._contracts = contracts_json(settings, self._catalogs)
         self._chains = [(c.name, c.chain_id) for c in settings.chains]
-        self._limits = SessionLimits(s.max_subscriptions, s.max_requests_per_second)
+        self._limits = SessionLimits(
+            s.max_subscriptions,
+            s.max_requests_per_second,
+            max_batch_items=s.max_batch_items,
+            max_batch_reply_bytes=s.max_batch_reply_bytes,
+        )
+        self._gate = Gate(s, s.max_connections)
+        self._refusal_log = LogLimiter()
         self._hub = Hub(buffer_limit=s.max_queue_messages)
         self._queue: asyncio.Queue[tuple[int, Head | Sequence[StoredEvent]]] = asyncio.Queue(
             FANOUT_QUEUE
         )
         self._tokens: dict[tuple[int, str], tuple[TokenInfo | None, float]] = {}
-        self._per_ip: collections.Counter[str] = collections.Counter()
         self._ws: WsServer | None = None
         self._port: int | None = None
         self._tasks: asyncio.TaskGroup | None = None
@@ -122,7 +126,12 @@ class Server:
         s = self.settings.server
         self._hub.high_water = await asyncio.to_thread(self.store.max_event_id)
         tls = self._tls_context()
-        connection_class = type("ServerConnection", (Connection,), {"owner": self})
+        self._gate.max_connections, backlog = file_budget(s.max_connections)
+        connection_class = type(
+            "ServerConnection",
+            (Connection,),
+            {"owner": self, "max_header_bytes": s.max_header_bytes},
+        )
         ws_logger = logging.getLogger("chainwatch.server.ws")
         if not any(isinstance(f, httpcheck.RedactTokens) for f in ws_logger.filters):
             ws_logger.addFilter(httpcheck.RedactTokens())
@@ -140,14 +149,18 @@ class Server:
                 logger=ws_logger,
                 create_connection=connection_class,
                 ssl=tls,
-                backlog=BACKLOG,
+                backlog=backlog,
+                open_timeout=s.handshake_timeout,
             )
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise ChainwatchError(f"cannot listen on {s.host}:{s.port}: {reason}") from None
         self._port = int(self._ws.sockets[0].getsockname()[1])
         scheme = "wss" if tls is not None else "ws"
-        log.info("serving %s://%s:%d", scheme, s.host, self.port)
+        log.info(
+            "serving %s://%s:%d (up to %d connections)",
+            scheme, s.host, self.port, self._gate.max_connections,
+        )  # fmt: skip
         if not s.tokens and not _loopback(s.host):
             log.warning(
                 "listening on %s without tokens: anyone who can reach this port can subscribe "
@@ -317,31 +330,56 @@ class Server:
 
     # --- connections --------------------------------------------------------------------------
 
-    def connection_made(self, connection: Connection) -> None:
-        self._per_ip[connection.peer] += 1
+    def connection_made(self, connection: Connection) -> Refusal | None:
         self.stats["connections"] += 1
+        return self._gate.admit(connection.peer)
+
+    def handshake_done(self, connection: Connection) -> None:
+        self._gate.handshake_done(connection.peer)
 
     def connection_lost(self, connection: Connection) -> None:
-        self._per_ip[connection.peer] -= 1
-        if self._per_ip[connection.peer] <= 0:
-            del self._per_ip[connection.peer]
+        self._gate.release(connection.peer, connection.handshaking)
+
+    def refused(self, connection: Connection, refusal: Refusal) -> None:
+        """A connection turned away before its request was read (see :mod:`.limits`)."""
+        self.stats[refusal.stat] += 1
+        self._log_refusal(refusal.status, "-", connection.peer, refusal.reason)
+
+    def misbehaved(self, connection: Connection, reason: str) -> None:
+        """A client broke a rule of the protocol's use (a ping flood): closed with 1008."""
+        self.stats["policy_violation"] += 1
+        self._log_refusal(1008, "-", connection.peer, reason)
+        if connection.client is not None:
+            self._close_client(connection.client, CloseCode.POLICY_VIOLATION, reason)
+        else:
+            connection.transport.abort()
+
+    def _log_refusal(self, status: int, path: str, peer: str, reason: str) -> None:
+        left_out = self._refusal_log.allow(time.monotonic())
+        if left_out is None:
+            return
+        more = f" ({left_out} more refusals not logged)" if left_out else ""
+        log.info("refused %s %s from %s: %s%s", status, path, peer, reason, more)
 
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         """The HTTP checks before the upgrade (see :mod:`chainwatch.server.http`)."""
         assert isinstance(conn, Connection)
         s = self.settings.server
+        if request.method not in ("GET", "HEAD"):
+            response = self._refuse(conn, request, 405, "only GET")
+            response.headers["Allow"] = "GET, HEAD"
+            return response
         if request.path.split("?", 1)[0] == "/healthz":
             status, body = httpcheck.healthz(self.statuses)
-            return _response(status, body, "application/json")
-        if self._per_ip[conn.peer] > s.max_connections_per_ip:
+            return _response(status, body, "application/json", head=request.method == "HEAD")
+        if request.method != "GET":
+            return self._refuse(conn, request, 405, "a WebSocket handshake is a GET")
+        if self._gate.over_per_ip(conn.peer):
             return self._refuse(conn, request, 429, "too many connections from this address")
         origins = request.headers.get_all("Origin")
         authorizations = request.headers.get_all("Authorization")
         if len(origins) > 1 or len(authorizations) > 1:
             return self._refuse(conn, request, 400, "repeated Origin or Authorization header")
-        origin = origins[0] if origins else None
-        if not httpcheck.origin_allowed(origin, s.allowed_origins):
-            return self._refuse(conn, request, 403, "origin not allowed")
         if s.tokens:
             authorization = authorizations[0] if authorizations else None
             token = httpcheck.request_token(request.path, authorization)
@@ -349,6 +387,9 @@ class Server:
                 response = self._refuse(conn, request, 401, "a valid token is required")
                 response.headers["WWW-Authenticate"] = 'Bearer realm="chainwatch"'
                 return response
+        origin = origins[0] if origins else None
+        if not httpcheck.origin_allowed(origin, s.allowed_origins):
+            return self._refuse(conn, request, 403, "origin not allowed")
         chain_id = httpcheck.chain_of_path(request.path, self._chains)
         if chain_id is None:
             known = ", ".join("/" + name for name, _ in self._chains)
@@ -362,12 +403,12 @@ class Server:
             401: "unauthorized",
             403: "forbidden_origin",
             404: "not_found",
+            405: "method_not_allowed",
             429: "too_many_connections",
         }[status]
         self.stats[name] += 1
-        log.info(
-            "refused %s %s from %s: %s", status, httpcheck.redact(request.path), conn.peer, text
-        )
+        path = httpcheck.path_for_log(request.path, self._chains)
+        self._log_refusal(status, path, conn.peer, text)
         return _response(status, (text + "\n").encode(), "text/plain; charset=utf-8")
 
     async def _handle(self, conn: ServerConnection) -> None:
@@ -392,6 +433,7 @@ class Server:
             contracts=self._contracts,
             limits=self._limits,
             now=loop.time(),
+            budget=self._gate.budget(conn.peer),
         )
         try:
             async for message in conn:
@@ -407,6 +449,7 @@ class Server:
             if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
                 self.stats["message_too_big"] += 1
         finally:
+            session.close()
             self._clients.discard(client)
             self._hub.drop(client)
             client.close_queue()
@@ -528,7 +571,8 @@ class Server:
         self._flush((client,))
 
 
-def _response(status: int, body: bytes, content_type: str) -> Response:
+def _response(status: int, body: bytes, content_type: str, head: bool = False) -> Response:
+    """A plain response; to a HEAD request, without its body (RFC 9110 section 9.3.2)."""
     code = http.HTTPStatus(status)
     headers = Headers(
         [
@@ -539,7 +583,7 @@ def _response(status: int, body: bytes, content_type: str) -> Response:
             ("Cache-Control", "no-store"),
         ]
     )
-    return Response(code.value, code.phrase, headers, body)
+    return Response(code.value, code.phrase, headers, b"" if head else body)
 
 
 def _http_date() -> str:
