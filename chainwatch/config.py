@@ -78,7 +78,7 @@ class ServerSettings:
     max_handshakes_per_ip: int = 16
     max_header_bytes: int = 32 * 1024
     handshake_timeout: float = 10.0
-    max_replays: int = 4
+    max_replays: int = 2
     max_queued_replays: int = 64
 
 

@@ -13,7 +13,8 @@
     │   ├── ProviderUnreachable         connecting failed or the connection dropped
     │   │   └── RequestTimeout          a request got no answer in time
     │   └── WrongChain                  the provider reports another chain id
-    └── StoreError                      the database refused an operation
+    ├── StoreError                      the database refused an operation
+    └── Busy                            no room for this work now: retry after retry_after s
 
 Errors of other libraries are converted where they enter chainwatch (``raise ... from exc``).
 Errors meant for the user carry a one-line message that is safe to print: provider URLs in them
@@ -87,3 +88,12 @@ class WrongChain(ProviderError):
 
 class StoreError(ChainwatchError):
     """The database refused an operation."""
+
+
+class Busy(ChainwatchError):
+    """The server has no room for some work now (``what``): retry after ``retry_after`` s."""
+
+    def __init__(self, what: str, retry_after: float) -> None:
+        super().__init__(f"too many {what} in progress; retry in {retry_after:g} s")
+        self.what = what
+        self.retry_after = retry_after

@@ -41,8 +41,9 @@ from chainwatch.core.protocol import (
     Unsubscribe,
 )
 from chainwatch.core.sink import REORG_WINDOW, ChainStatus
-from chainwatch.errors import ChainwatchError, StoreError
+from chainwatch.errors import Busy, ChainwatchError, StoreError
 from chainwatch.server import http as httpcheck
+from chainwatch.server.admission import Admission
 from chainwatch.server.catalog import build_catalogs, contracts_json
 from chainwatch.server.connection import Client, Connection
 from chainwatch.server.frames import Payload, event_result
@@ -107,6 +108,7 @@ class Server:
         )
         self._gate = Gate(s, s.max_connections)
         self._refusal_log = LogLimiter()
+        self._replays = Admission(s.max_replays, s.max_queued_replays)
         self._hub = Hub(buffer_limit=s.max_queue_messages)
         self._queue: asyncio.Queue[tuple[int, Head | Sequence[StoredEvent]]] = asyncio.Queue(
             FANOUT_QUEUE
@@ -135,6 +137,10 @@ class Server:
         ws_logger = logging.getLogger("chainwatch.server.ws")
         if not any(isinstance(f, httpcheck.RedactTokens) for f in ws_logger.filters):
             ws_logger.addFilter(httpcheck.RedactTokens())
+        if ws_logger.level == logging.NOTSET:
+            # The library logs every refused handshake and closed connection at INFO: a client
+            # in a loop would fill the log. Refusals are logged here, at a bounded rate.
+            ws_logger.setLevel(logging.WARNING)
         try:
             self._ws = await serve(
                 self._handle,
@@ -448,6 +454,12 @@ class Server:
         except ConnectionClosed as exc:
             if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
                 self.stats["message_too_big"] += 1
+        except Busy as exc:  # no room for its replay: it resumes later with since
+            self.stats["replay_refused"] += 1
+            self._hub.drop(client)
+            client.close_queue()
+            # Closed here, before the handler returns (which would close with 1000).
+            await self._close_connection(conn, CloseCode.TRY_AGAIN_LATER, str(exc))
         finally:
             session.close()
             self._clients.discard(client)
@@ -469,7 +481,8 @@ class Server:
                 sub = self._hub.subscribe(client, effect.id, effect.spec)
                 self.stats["subscriptions"] += 1
                 if sub.buffer is not None:
-                    await self._replay(client, sub, self._hub.high_water)
+                    async with self._replays.slot():  # raises Busy: see _handle
+                        await self._replay(client, sub, self._hub.high_water)
 
     # --- replay -------------------------------------------------------------------------------
 

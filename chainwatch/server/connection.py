@@ -133,10 +133,13 @@ class Connection(ServerConnection):
         if self.handshaking and self.request is not None:
             self.handshaking = False
             self.owner.handshake_done(self)
-        elif isinstance(event, Frame) and event.opcode is Opcode.PING:
+        elif isinstance(event, Frame) and event.opcode is Opcode.PING and not self.turned_away:
             if self.pings is None:
                 self.pings = TokenBucket(PINGS_PER_SECOND, PING_BURST, now=self.loop.time())
             if not self.pings.take(self.loop.time()):
+                # Read nothing more from it: the rest of the flood costs nothing.
+                self.turned_away = True
+                self.transport.pause_reading()
                 self.owner.misbehaved(self, "too many pings")
 
     def send_data(self) -> None:

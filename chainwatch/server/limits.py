@@ -32,9 +32,11 @@ __all__ = ["FD_RESERVE", "Gate", "LogLimiter", "Refusal", "file_budget"]
 FD_RESERVE = 64
 # Connections the kernel queues before they are accepted: thousands of clients reconnecting at
 # once after a restart must not have their SYNs dropped (the kernel caps it at somaxconn).
-# asyncio accepts up to the backlog at once before any reaches the server: those sockets need
-# descriptors too, so the backlog shrinks when the open-file limit is low.
 MAX_BACKLOG = 4096
+# asyncio accepts up to the backlog per readiness event, and a socket reaches the server (to be
+# counted, or refused and closed) two loop iterations later, while the next batches are being
+# accepted: descriptors for this many batches stay in reserve beyond the connection limit.
+BATCHES_IN_FLIGHT = 4
 LOG_BURST = 10
 LOG_INTERVAL = 10.0
 # Pings a client may send (RFC 6455 5.5.2): keepalives come every few seconds, not hundreds.
@@ -46,7 +48,7 @@ def file_budget(max_connections: int) -> tuple[int, int]:
     """(connections, backlog) that the open-file limit allows, raising the soft limit to the
     hard one first when ``max_connections`` needs it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = max_connections + MAX_BACKLOG + FD_RESERVE
+    wanted = max_connections + BATCHES_IN_FLIGHT * MAX_BACKLOG + FD_RESERVE
     if soft != resource.RLIM_INFINITY and soft < wanted:
         target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         try:
@@ -57,8 +59,8 @@ def file_budget(max_connections: int) -> tuple[int, int]:
     if soft == resource.RLIM_INFINITY:
         return max_connections, MAX_BACKLOG
     files = max(2, soft - FD_RESERVE)
-    backlog = max(1, min(MAX_BACKLOG, files // 4))
-    return max(1, min(max_connections, files - backlog)), backlog
+    backlog = max(1, min(MAX_BACKLOG, files // (4 * BATCHES_IN_FLIGHT)))
+    return max(1, min(max_connections, files - BATCHES_IN_FLIGHT * backlog)), backlog
 
 
 @dataclass(frozen=True, slots=True)

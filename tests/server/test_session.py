@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chainwatch.core.filters import Catalog, ContractSchema, EventSchema
-from chainwatch.core.ratelimit import Budget
 from chainwatch.core.protocol import (
     EventsSpec,
     HeadsSpec,
@@ -22,6 +21,7 @@ from chainwatch.core.protocol import (
     Unsubscribe,
     new_subscription_id,
 )
+from chainwatch.core.ratelimit import Budget
 
 TOKEN = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
 CATALOGS = {
