@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: install dev test lint typecheck pytest bench chaos contracts clean
+.PHONY: install dev test lint typecheck pytest bench chaos stress contracts clean
 
 install: $(PY_STAMP) $(NODE_STAMP)
 
@@ -41,6 +41,10 @@ bench: install
 
 chaos: install
 	CHAINWATCH_CHAOS=long $(BIN)/pytest -q tests/chaos
+
+# The hostile-load attacks of tests/server/test_hostile.py at full size (minutes); figures printed.
+stress: install
+	CHAINWATCH_STRESS=1 $(BIN)/pytest -q -s tests/server/test_hostile.py
 
 contracts: $(NODE_STAMP)
 	node contracts/build.mjs

@@ -74,6 +74,17 @@ class ServerSettings:
     max_queue_messages: int = 10_000
     max_queue_bytes: int = 8 * 1024 * 1024
     compression: bool = False
+    # Hostile load (the README's "Safe to expose" explains each).
+    max_batch_items: int = 100
+    max_batch_reply_bytes: int = 1024 * 1024
+    max_match_cost_per_ip: int = 1000
+    max_connections: int = 10_000
+    max_handshakes: int = 256
+    max_handshakes_per_ip: int = 16
+    max_header_bytes: int = 32 * 1024
+    handshake_timeout: float = 10.0
+    max_replays: int = 2
+    max_queued_replays: int = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +344,9 @@ class _Reader:
                 "host", "port", "tls_cert", "tls_key", "tokens", "tokens_file", "allowed_origins",
                 "max_message_size", "max_subscriptions", "max_requests_per_second",
                 "max_connections_per_ip", "max_queue_messages", "max_queue_bytes", "compression",
+                "max_batch_items", "max_batch_reply_bytes", "max_match_cost_per_ip",
+                "max_connections", "max_handshakes", "max_handshakes_per_ip", "max_header_bytes",
+                "handshake_timeout", "max_replays", "max_queued_replays",
             },
         )  # fmt: skip
         port = self.get(t, p, "port", int, d.port)
@@ -363,11 +377,18 @@ class _Reader:
                 raise self.fail(f"{p}tokens[{i}]", "a token must be non-empty without spaces")
         ints = {}
         for name in ("max_message_size", "max_subscriptions", "max_connections_per_ip",
-                     "max_queue_messages", "max_queue_bytes"):  # fmt: skip
+                     "max_queue_messages", "max_queue_bytes", "max_batch_items",
+                     "max_batch_reply_bytes", "max_match_cost_per_ip", "max_connections",
+                     "max_handshakes", "max_handshakes_per_ip", "max_header_bytes",
+                     "max_replays", "max_queued_replays"):  # fmt: skip
             ints[name] = self.get(t, p, name, int, getattr(d, name))
             self.positive(p + name, ints[name])
+        if ints["max_header_bytes"] < 1024:
+            raise self.fail(f"{p}max_header_bytes", "must be at least 1024")
         rps = self.get(t, p, "max_requests_per_second", float, d.max_requests_per_second)
         self.positive(f"{p}max_requests_per_second", rps)
+        handshake_timeout = self.get(t, p, "handshake_timeout", float, d.handshake_timeout)
+        self.positive(f"{p}handshake_timeout", handshake_timeout)
         return ServerSettings(
             host=self.get(t, p, "host", str, d.host),
             port=port,
@@ -376,6 +397,7 @@ class _Reader:
             tokens=tuple(tokens),
             allowed_origins=self.strings(t, p, "allowed_origins", ()),
             max_requests_per_second=rps,
+            handshake_timeout=handshake_timeout,
             compression=self.get(t, p, "compression", bool, d.compression),
             **ints,
         )

@@ -23,7 +23,7 @@ from chainwatch.core.abi import load_abi_file
 from chainwatch.core.model import Change
 from chainwatch.core.sink import ChainStatus, EventSink, NullSink
 from chainwatch.core.watch import WatchSet
-from chainwatch.errors import ChainwatchError, StoreError
+from chainwatch.errors import ChainwatchError, StoreError, first_leaf
 from chainwatch.ingest.chain import ChainIngest
 from chainwatch.ingest.leader import ChainLeadership, holder_name
 from chainwatch.metrics import Metrics, start_http
@@ -135,7 +135,7 @@ class Daemon:
                     tasks.create_task(self._announce(), name="announce")
             except ExceptionGroup as group:
                 # A fatal start-up error of one chain stops the daemon: surface it as itself.
-                first = _first_leaf(group)
+                first = first_leaf(group)
                 if isinstance(first, ChainwatchError):
                     raise first from None
                 raise
@@ -272,11 +272,6 @@ class Daemon:
         young, middle, _ = gc.get_threshold()
         gc.set_threshold(young, middle, GC_OLDEST_THRESHOLD)
         self.started.set()
-
-
-def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    first = group.exceptions[0]
-    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 class _Tee:

@@ -15,9 +15,10 @@
     │   ├── ProviderUnreachable         connecting failed or the connection dropped
     │   │   └── RequestTimeout          a request got no answer in time
     │   └── WrongChain                  the provider reports another chain id
-    └── StoreError                      the database refused an operation
-        ├── LeadershipLost              this process no longer leads the chain it wrote for
-        └── CursorExpired               a cursor is older than the change log keeps
+    ├── StoreError                      the database refused an operation
+    │   ├── LeadershipLost              this process no longer leads the chain it wrote for
+    │   └── CursorExpired               a cursor is older than the change log keeps
+    └── Busy                            no room for this work now: retry after retry_after s
 
 Every exception class defined in chainwatch is in this tree, private ones included (those carry
 a result within their module and are not drawn). A class that acts as a builtin error also
@@ -128,3 +129,21 @@ class CursorExpired(StoreError):
             f"cursor {cursor} is older than the change log keeps (oldest cursor accepted: "
             f"{oldest}); resync from the store and resume from a newer cursor"
         )
+
+
+class Busy(ChainwatchError):
+    """The server has no room for some work now (``what``): retry after ``retry_after`` s."""
+
+    def __init__(self, what: str, retry_after: float) -> None:
+        super().__init__(f"too many {what} in progress; retry in {retry_after:g} s")
+        self.what = what
+        self.retry_after = retry_after
+
+
+def first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The first exception of a (nested) exception group that is not itself a group: what a
+    TaskGroup's failure was, to report or re-raise as itself."""
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first

@@ -15,11 +15,7 @@ from chainwatch.errors import ChainwatchError
 # Alembic's env.py runs a migration when imported: not a module to load here.
 SKIPPED_PACKAGES = ("chainwatch.store.migrations",)
 # Exception classes that are still outside the tree, by qualified name: each one is a gap.
-OUTSIDE = {
-    # A private result of Session._dispatch, never leaving core/protocol.py; it joins the tree
-    # when that module is next edited.
-    "chainwatch.core.protocol._Error",
-}
+OUTSIDE: set[str] = set()
 DRAWN = re.compile(r"^(?P<indent>[ │]*)[├└]── (?P<name>\w+)(?: \((?P<builtin>\w+)\))?")
 
 

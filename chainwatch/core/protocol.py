@@ -27,7 +27,6 @@ params (the message names the field), -32005 over the rate or subscription limit
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -43,7 +42,8 @@ from chainwatch.core.filters import (
     parse_log_filter,
 )
 from chainwatch.core.model import JSON
-from chainwatch.core.ratelimit import TokenBucket
+from chainwatch.core.ratelimit import Budget, TokenBucket
+from chainwatch.errors import ChainwatchError
 
 __all__ = [
     "EventsSpec",
@@ -56,6 +56,7 @@ __all__ = [
     "Subscribe",
     "Unsubscribe",
     "new_subscription_id",
+    "subscription_cost",
 ]
 
 CLIENT_VERSION = "chainwatch/0.1.0"
@@ -70,6 +71,12 @@ SUBSCRIPTION_LIMIT = "subscription_limit"
 CURSOR_EXPIRED_COUNT = "cursor_expired"
 #: JSON-RPC "server error" range (-32000 to -32099): a resume cursor older than the log keeps.
 CURSOR_EXPIRED = -32000
+MATCH_BUDGET = "match_budget"
+BATCH_LIMIT = "batch_limit"
+
+# Refusals answered without reading the request (so with a null id, JSON-RPC 2.0 section 5).
+_RATE_LIMITED_REPLY = rpc.encode_error(None, rpc.LIMIT_EXCEEDED, "rate limited")
+_BATCH_FULL_REPLY = rpc.encode_error(None, rpc.LIMIT_EXCEEDED, "batch reply too large")
 
 _SUBSCRIPTIONS_ONLY = (
     "chainwatch serves subscriptions only (eth_subscribe, chainwatch_subscribe); "
@@ -78,30 +85,10 @@ _SUBSCRIPTIONS_ONLY = (
 
 
 # No request nests deeper, and none holds more arrays and objects. The JSON parser recurses in
-# C once per level: these bounds, checked without recursion before parsing, keep a 64 KiB
-# message of "[" from exhausting the stack, and keep the check itself cheap.
+# C once per level: these bounds, checked in one pass before parsing, keep a 64 KiB message of
+# "[" from exhausting the stack (see :func:`chainwatch.core.rpc.nesting`).
 MAX_DEPTH = 32
 MAX_CONTAINERS = 4096
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string, escapes included
-_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
-
-
-def nesting_error(text: str) -> str | None:
-    """Why ``text`` is too deeply nested or too big a tree to parse, or None if it is not."""
-    if text.count("[") + text.count("{") <= MAX_DEPTH:
-        return None
-    outside_strings = _STRING.sub("", text)
-    brackets = outside_strings.encode("utf-8", "surrogatepass").translate(None, _NOT_BRACKETS)
-    if len(brackets) > 2 * MAX_CONTAINERS:
-        return f"more than {MAX_CONTAINERS} arrays and objects"
-    # Strip the innermost pairs, one level per pass: a request is a few levels deep.
-    for _ in range(MAX_DEPTH):
-        inner = brackets.replace(b"[]", b"").replace(b"{}", b"")
-        if inner == brackets:
-            # Unbalanced: not JSON. The parser says where, if it is not made to recurse deep.
-            return "unbalanced brackets" if len(brackets) > MAX_DEPTH else None
-        brackets = inner
-    return f"nested deeper than {MAX_DEPTH} arrays or objects" if brackets else None
 
 
 def new_subscription_id() -> str:
@@ -163,11 +150,43 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class SessionLimits:
+    """What one connection may ask (``[server]``, see the README's "Safe to expose").
+
+    ``max_requests_per_second`` is charged before any work: a message takes one request of the
+    budget before it is parsed (refused unparsed when there is none), and each further item of
+    a batch takes one more, valid or not. A batch holds at most ``max_batch_items`` requests,
+    and its replies at most ``max_batch_reply_bytes``: the items past that are answered with a
+    short -32005 and not run.
+    """
+
     max_subscriptions: int = 100
     max_requests_per_second: float = 50.0
+    max_batch_items: int = 100
+    max_batch_reply_bytes: int = 1024 * 1024
 
 
-class _Error(Exception):
+# Listed values (addresses, topics, names, ``in`` values) that cost one unit: sets, looked up
+# in constant time, but held in memory for as long as the subscription lives.
+VALUES_PER_UNIT = 100
+
+
+def subscription_cost(spec: Spec) -> int:
+    """The matching work of a subscription, in units of one test on every event of its chain:
+    1, plus 1 per ``where`` clause or topic position, plus 1 per VALUES_PER_UNIT values it
+    lists. What :class:`chainwatch.core.ratelimit.Budget` counts per address."""
+    if isinstance(spec, HeadsSpec):
+        return 1
+    if isinstance(spec, LogsSpec):
+        f = spec.filter
+        values = len(f.addresses or ()) + sum(len(t or ()) for t in f.topics)
+        return 1 + len(f.topics) + values // VALUES_PER_UNIT
+    e = spec.filter
+    values = len(e.names or ()) + len(e.addresses or ()) + len(e.events or ())
+    values += sum(len(w.value) for w in e.where if w.op == "in" and isinstance(w.value, list))
+    return 1 + len(e.where) + values // VALUES_PER_UNIT
+
+
+class _Error(ChainwatchError):
     """A request's error response, raised inside dispatch and answered by ``_one``."""
 
     def __init__(self, code: int, message: str, count: str, data: JSON = None) -> None:
@@ -186,8 +205,8 @@ class Session:
     ``contracts`` is the (shared, precomputed) result of ``chainwatch_contracts``.
     """
 
-    __slots__ = ("bucket", "catalogs", "chain_id", "contracts", "head_number", "limits",
-                 "new_id", "oldest_cursor", "subscriptions")  # fmt: skip
+    __slots__ = ("bucket", "budget", "catalogs", "chain_id", "contracts", "head_number",
+                 "limits", "new_id", "oldest_cursor", "subscriptions")  # fmt: skip
 
     def __init__(
         self,
@@ -199,6 +218,7 @@ class Session:
         limits: SessionLimits | None = None,
         now: float = 0.0,
         new_id: Callable[[], str] = new_subscription_id,
+        budget: Budget | None = None,
         oldest_cursor: Callable[[], int] = lambda: 0,
     ) -> None:
         self.chain_id = chain_id
@@ -210,23 +230,35 @@ class Session:
         rate = self.limits.max_requests_per_second
         self.bucket = TokenBucket(rate, max(1.0, rate), now=now)
         self.new_id = new_id
+        self.budget = budget  # shared with the other sessions of the same address
         self.subscriptions: dict[str, Spec] = {}
+
+    def close(self) -> None:
+        """The connection is gone: give its subscriptions' cost back to the budget."""
+        if self.budget is not None:
+            for spec in self.subscriptions.values():
+                self.budget.give(subscription_cost(spec))
+        self.subscriptions.clear()
 
     # --- entry point --------------------------------------------------------------------------
 
     def receive(self, message: str | bytes, now: float) -> Outcome:
         """Handle one WebSocket message; never raises on what the client sent."""
         outcome = Outcome()
+        if not self.bucket.take(now):
+            # Charged before the work: a client over its rate is not parsed at all.
+            outcome.counts.append(RATE_LIMITED)
+            outcome.reply = _RATE_LIMITED_REPLY
+            return outcome
         try:
             text = message.decode("utf-8") if isinstance(message, bytes) else message
-            too_big = nesting_error(text)
+            too_big = rpc.nesting_error(text, MAX_DEPTH, MAX_CONTAINERS)
             if too_big is not None:
                 raise ValueError(too_big)
             obj = json.loads(text)
         except (ValueError, RecursionError) as exc:
             # UnicodeDecodeError is a ValueError; RecursionError: a safety net, as deep nesting
-            # is refused before parsing. Garbage costs its sender a request of its budget.
-            self.bucket.take(now)
+            # is refused before parsing. Garbage cost its sender a request of its budget.
             outcome.counts.append(PARSE_ERROR)
             reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
             outcome.reply = rpc.encode_error(None, rpc.PARSE_ERROR, f"parse error: {reason}")
@@ -236,23 +268,46 @@ class Session:
                 outcome.counts.append(INVALID_REQUEST)
                 outcome.reply = rpc.encode_error(None, rpc.INVALID_REQUEST, "empty batch")
                 return outcome
-            replies = [r for r in (self._one(item, now, outcome) for item in obj) if r is not None]
-            if replies:
-                outcome.reply = "[" + ",".join(replies) + "]"
+            outcome.reply = self._batch(obj, now, outcome)
             return outcome
-        outcome.reply = self._one(obj, now, outcome)
+        outcome.reply = self._one(obj, outcome)
         return outcome
 
-    def _one(self, obj: JSON, now: float, outcome: Outcome) -> str | None:
-        """Answer one request object (None for a notification, which gets no response)."""
+    def _batch(self, batch: list[JSON], now: float, outcome: Outcome) -> str | None:
+        """JSON-RPC 2.0 section 6, within the batch limits; the message paid for one item."""
+        limits = self.limits
+        if len(batch) > limits.max_batch_items:
+            outcome.counts.append(BATCH_LIMIT)
+            return rpc.encode_error(
+                None,
+                rpc.INVALID_REQUEST,
+                f"batch of {len(batch)} requests (at most {limits.max_batch_items})",
+            )
+        replies: list[str] = []
+        size = 0
+        for n, item in enumerate(batch):
+            if n and not self.bucket.take(now):
+                outcome.counts.append(RATE_LIMITED)
+                reply: str | None = _RATE_LIMITED_REPLY
+            elif size > limits.max_batch_reply_bytes:
+                outcome.counts.append(BATCH_LIMIT)
+                reply = _BATCH_FULL_REPLY
+            else:
+                reply = self._one(item, outcome)
+            if reply is not None:
+                replies.append(reply)
+                size += len(reply)
+        return "[" + ",".join(replies) + "]" if replies else None
+
+    def _one(self, obj: JSON, outcome: Outcome) -> str | None:
+        """Answer one request object, already paid for (None for a notification, which gets
+        no response)."""
         try:
             request = rpc.parse_request(obj)
         except rpc.InvalidRequest as exc:
             outcome.counts.append(INVALID_REQUEST)
             return rpc.encode_error(_safe_id(exc.request_id), rpc.INVALID_REQUEST, str(exc))
         try:
-            if not self.bucket.take(now):
-                raise _Error(rpc.LIMIT_EXCEEDED, "rate limited", RATE_LIMITED)
             result = self._dispatch(request, outcome)
         except _Error as exc:
             outcome.counts.append(exc.count)
@@ -343,6 +398,14 @@ class Session:
                 f"subscription limit reached ({self.limits.max_subscriptions} per connection)",
                 SUBSCRIPTION_LIMIT,
             )
+        cost = subscription_cost(spec)
+        if self.budget is not None and not self.budget.take(cost):
+            raise _Error(
+                rpc.LIMIT_EXCEEDED,
+                f"matching budget spent: this filter costs {cost} of the {self.budget.limit} "
+                f"units per address ({self.budget.used} in use); unsubscribe first",
+                MATCH_BUDGET,
+            )
         sub_id = self.new_id()
         while sub_id in self.subscriptions:  # pragma: no cover - 128 random bits
             sub_id = self.new_id()
@@ -355,8 +418,11 @@ class Session:
         sub_id = args[0]
         if not isinstance(sub_id, str):
             raise _invalid(f"params[0]: expected a subscription id, got {_short(sub_id)}")
-        if self.subscriptions.pop(sub_id, None) is None:
+        spec = self.subscriptions.pop(sub_id, None)
+        if spec is None:
             return False
+        if self.budget is not None:
+            self.budget.give(subscription_cost(spec))
         outcome.effects.append(Unsubscribe(sub_id))
         return True
 

@@ -1,4 +1,5 @@
-"""A token bucket: the per-connection request rate limit of the downstream server.
+"""Limits of the downstream server: a token bucket (the per-connection request rate) and a
+budget (the matching work the subscriptions of one address may cost).
 
 Pure: the caller passes the clock reading (``time.monotonic()``, or any number in tests), so
 the bucket is tested without sleeping. The bucket holds at most ``burst`` tokens, refills at
@@ -10,7 +11,7 @@ slows down to ``rate``.
 
 from __future__ import annotations
 
-__all__ = ["TokenBucket"]
+__all__ = ["Budget", "TokenBucket"]
 
 
 class TokenBucket:
@@ -48,3 +49,36 @@ class TokenBucket:
             self.tokens -= cost
             return True
         return False
+
+
+class Budget:
+    """A shared allowance of units: what the subscriptions of one address may cost.
+
+    Sessions of the same address hold one budget; a subscription takes its cost when made and
+    gives it back when it ends (unsubscribed, or its connection closed).
+
+    >>> budget = Budget(10)
+    >>> budget.take(6), budget.take(6), budget.used
+    (True, False, 6)
+    >>> budget.give(6)
+    >>> budget.take(10)
+    True
+    """
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.limit = limit
+        self.used = 0
+
+    def take(self, cost: int) -> bool:
+        """Take ``cost`` units if they are left; say whether it did."""
+        if self.used + cost > self.limit:
+            return False
+        self.used += cost
+        return True
+
+    def give(self, cost: int) -> None:
+        self.used = max(0, self.used - cost)

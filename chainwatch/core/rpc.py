@@ -8,6 +8,7 @@ adapters move the text.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
@@ -80,9 +81,62 @@ def dumps_bytes(obj: JSON) -> bytes:
 # stack and kill the process. The daemon brings the limit back under SAFE_RECURSION_LIMIT.
 MAX_JSON_DEPTH = 256
 SAFE_RECURSION_LIMIT = 10_000
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_DEPTH_STEP = str.maketrans({"[": "1", "{": "1", "]": "0", "}": "0"})
+
+# One step of the nesting scan: what is not a bracket (runs of other characters, and whole
+# strings with their escapes), then the run of brackets that follows. Every quantifier is
+# possessive and the scan is anchored where the last step ended, so no character is read twice:
+# a string that never closes ends the scan there (the parser fails at it), where a searching
+# pattern would try again from every later quote - quadratic in a message of escaped quotes.
+_STEP = re.compile(r'(?:[^"\[\]{}]++|"(?:[^"\\]++|\\.)*+")*+([\[\]{}]*+)', re.DOTALL)
+_LEVEL = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def nesting(text: str, max_depth: int, max_containers: int | None = None) -> tuple[int, int]:
+    """How deep ``text`` nests and how many arrays and objects it opens, in one pass.
+
+    For JSON text the answer is exact. For other text it is at least what a parser reads
+    before it fails (the scan stops where the text stops being JSON: an unmatched closing
+    bracket, a string that never closes). The scan also stops once the depth passes
+    ``max_depth`` or the count passes ``max_containers``, so an answer above a limit says
+    "over it", not by how much. Time is linear in ``len(text)``: the one pattern above reads
+    each character once, and runs of brackets are summed at C speed.
+    """
+    containers_limit = len(text) if max_containers is None else max_containers
+    depth = deepest = containers = 0
+    pos, end = 0, len(text)
+    step, level = _STEP.match, _LEVEL.__getitem__
+    while pos < end:
+        match = step(text, pos)
+        assert match is not None  # every part of the pattern is optional
+        run = match[1]
+        pos = match.end()
+        if not run:
+            break  # the end, or a string that never closes
+        levels = list(itertools.accumulate(map(level, run), initial=depth))
+        lowest = min(levels)
+        if lowest < 0:  # a bracket closes what was never opened: the parser stops there
+            levels = levels[: levels.index(lowest)]
+        deepest = max(deepest, *levels)
+        containers += run.count("[") + run.count("{")
+        depth = levels[-1]
+        if lowest < 0 or deepest > max_depth or containers > containers_limit:
+            break
+    return deepest, containers
+
+
+def nesting_error(text: str, max_depth: int, max_containers: int | None = None) -> str | None:
+    """Why ``text`` nests too deep or holds too many arrays and objects to be parsed, or
+    None. The one guard of both paths: node messages (:func:`loads`) and client requests
+    (:mod:`chainwatch.core.protocol`)."""
+    opens = text.count("[") + text.count("{")  # at C speed: most messages stop here
+    if opens <= max_depth and (max_containers is None or opens <= max_containers):
+        return None
+    depth, containers = nesting(text, max_depth, max_containers)
+    if depth > max_depth:
+        return f"JSON nested deeper than {max_depth} levels"
+    if max_containers is not None and containers > max_containers:
+        return f"JSON with more than {max_containers} arrays and objects"
+    return None
 
 
 def loads(text: str | bytes) -> JSON:
@@ -96,9 +150,9 @@ def loads(text: str | bytes) -> JSON:
     """
     if isinstance(text, (bytes, bytearray)):
         text = bytes(text).decode("utf-8")
-    # Counting is fast; the depth scan runs only when the text could be too deep at all.
-    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _depth(text) > MAX_JSON_DEPTH:
-        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    too_deep = nesting_error(text, MAX_JSON_DEPTH)
+    if too_deep is not None:
+        raise ValueError(too_deep)
     return orjson.loads(text)  # orjson.JSONDecodeError is a ValueError
 
 
@@ -107,23 +161,6 @@ def cap_recursion_limit() -> None:
     that parsing a peer's deeply nested JSON fails cleanly (the daemon calls this at start)."""
     if sys.getrecursionlimit() > SAFE_RECURSION_LIMIT:
         sys.setrecursionlimit(SAFE_RECURSION_LIMIT)
-
-
-def _depth(text: str) -> int:
-    """How deep ``text`` nests (at least; more for unbalanced text), at C speed.
-
-    Strings are cut out, brackets become "1" (open) and "0" (close), then every pass of
-    ``replace("10", "")`` removes the innermost pairs: the number of passes is the depth.
-    """
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text)).translate(_DEPTH_STEP)
-    passes = 0
-    while brackets and passes <= MAX_JSON_DEPTH:
-        shorter = brackets.replace("10", "")
-        if len(shorter) == len(brackets):
-            break  # unbalanced: what is left opens at most this many more levels
-        brackets = shorter
-        passes += 1
-    return passes + brackets.count("1")
 
 
 # --- client side -----------------------------------------------------------------------------

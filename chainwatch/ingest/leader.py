@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from chainwatch.errors import LeadershipLost, StoreError
+from chainwatch.errors import LeadershipLost, StoreError, first_leaf
 from chainwatch.ingest.chain import ChainIngest
 from chainwatch.metrics import Metrics
 from chainwatch.store import Lease, Store
@@ -80,8 +80,11 @@ class ChainLeadership:
             log.info("%s: leading (epoch %d)", self.chain_name, lease.epoch)
             try:
                 await self._lead(lease)
-            except* LeadershipLost as group:
-                log.warning("%s: %s; standing by", self.chain_name, group.exceptions[0])
+            except* StoreError as group:
+                # LeadershipLost (fenced, or the lease was taken over), or a write that failed
+                # (the database ended a transaction this process left idle while paused):
+                # either way another process may lead now; stand by and try again.
+                log.warning("%s: %s; standing by", self.chain_name, first_leaf(group))
             finally:
                 gauge.set(0)
                 self.ingest = None

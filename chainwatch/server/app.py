@@ -42,9 +42,10 @@ from chainwatch.core.protocol import (
     Unsubscribe,
 )
 from chainwatch.core.sink import ChainStatus
-from chainwatch.errors import ChainwatchError, CursorExpired, StoreError
+from chainwatch.errors import Busy, ChainwatchError, CursorExpired, StoreError
 from chainwatch.metrics import CONTENT_TYPE, Metrics
 from chainwatch.server import http as httpcheck
+from chainwatch.server.admission import Admission
 from chainwatch.server.catalog import build_catalogs, contracts_json
 from chainwatch.server.connection import Client, Connection
 from chainwatch.server.frames import Payload, event_result
@@ -57,6 +58,7 @@ from chainwatch.server.hub import (
     enrich,
     tokens_needed,
 )
+from chainwatch.server.limits import Gate, LogLimiter, Refusal, file_budget
 
 if TYPE_CHECKING:
     from chainwatch.store import Store
@@ -78,9 +80,6 @@ TOKEN_CACHE_SIZE = 10_000
 CLOSE_TIMEOUT = 5.0
 # On SIGTERM, seconds the fan-out may take to route what is queued before clients are closed.
 DRAIN_QUEUE = 2.0
-# Connections the kernel queues before they are accepted: thousands of clients reconnecting at
-# once after a restart must not have their SYNs dropped (the kernel caps it at somaxconn).
-BACKLOG = 4096
 
 
 class Server:
@@ -112,12 +111,19 @@ class Server:
         self._catalogs = build_catalogs(settings)
         self._contracts = contracts_json(settings, self._catalogs)
         self._chains = [(c.name, c.chain_id) for c in settings.chains]
-        self._limits = SessionLimits(s.max_subscriptions, s.max_requests_per_second)
+        self._limits = SessionLimits(
+            s.max_subscriptions,
+            s.max_requests_per_second,
+            max_batch_items=s.max_batch_items,
+            max_batch_reply_bytes=s.max_batch_reply_bytes,
+        )
+        self._gate = Gate(s, s.max_connections)
+        self._refusal_log = LogLimiter()
+        self._replays = Admission(s.max_replays, s.max_queued_replays)
         self._hub = Hub(buffer_limit=s.max_queue_messages)
         self._queue: asyncio.Queue[Sequence[Change]] = asyncio.Queue(FANOUT_QUEUE)
         self._oldest_cursor = 0  # the oldest cursor a subscription may resume from
         self._tokens: dict[tuple[int, str], tuple[TokenInfo | None, float]] = {}
-        self._per_ip: collections.Counter[str] = collections.Counter()
         self._ws: WsServer | None = None
         self._port: int | None = None
         self._tasks: asyncio.TaskGroup | None = None
@@ -137,10 +143,19 @@ class Server:
             if status is not None and status.head is None:
                 status.head = head  # what a gateway knows before the log brings a new one
         tls = self._tls_context()
-        connection_class = type("ServerConnection", (Connection,), {"owner": self})
+        self._gate.max_connections, backlog = file_budget(s.max_connections)
+        connection_class = type(
+            "ServerConnection",
+            (Connection,),
+            {"owner": self, "max_header_bytes": s.max_header_bytes},
+        )
         ws_logger = logging.getLogger("chainwatch.server.ws")
         if not any(isinstance(f, httpcheck.RedactTokens) for f in ws_logger.filters):
             ws_logger.addFilter(httpcheck.RedactTokens())
+        if ws_logger.level == logging.NOTSET:
+            # The library logs every refused handshake and closed connection at INFO: a client
+            # in a loop would fill the log. Refusals are logged here, at a bounded rate.
+            ws_logger.setLevel(logging.WARNING)
         try:
             self._ws = await serve(
                 self._handle,
@@ -155,14 +170,18 @@ class Server:
                 logger=ws_logger,
                 create_connection=connection_class,
                 ssl=tls,
-                backlog=BACKLOG,
+                backlog=backlog,
+                open_timeout=s.handshake_timeout,
             )
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise ChainwatchError(f"cannot listen on {s.host}:{s.port}: {reason}") from None
         self._port = int(self._ws.sockets[0].getsockname()[1])
         scheme = "wss" if tls is not None else "ws"
-        log.info("serving %s://%s:%d", scheme, s.host, self.port)
+        log.info(
+            "serving %s://%s:%d (up to %d connections)",
+            scheme, s.host, self.port, self._gate.max_connections,
+        )  # fmt: skip
         if not s.tokens and not _loopback(s.host):
             log.warning(
                 "listening on %s without tokens: anyone who can reach this port can subscribe "
@@ -385,36 +404,60 @@ class Server:
 
     # --- connections --------------------------------------------------------------------------
 
-    def connection_made(self, connection: Connection) -> None:
-        self._per_ip[connection.peer] += 1
+    def connection_made(self, connection: Connection) -> Refusal | None:
         self.stats["connections"] += 1
-        self.metrics.subscribers.inc()
+        return self._gate.admit(connection.peer)
+
+    def handshake_done(self, connection: Connection) -> None:
+        self._gate.handshake_done(connection.peer)
 
     def connection_lost(self, connection: Connection) -> None:
-        self._per_ip[connection.peer] -= 1
-        self.metrics.subscribers.dec()
-        if self._per_ip[connection.peer] <= 0:
-            del self._per_ip[connection.peer]
+        self._gate.release(connection.peer, connection.handshaking)
+
+    def refused(self, connection: Connection, refusal: Refusal) -> None:
+        """A connection turned away before its request was read (see :mod:`.limits`)."""
+        self.stats[refusal.stat] += 1
+        self._log_refusal(refusal.status, "-", connection.peer, refusal.reason)
+
+    def misbehaved(self, connection: Connection, reason: str) -> None:
+        """A client broke a rule of the protocol's use (a ping flood): closed with 1008."""
+        self.stats["policy_violation"] += 1
+        self._log_refusal(1008, "-", connection.peer, reason)
+        if connection.client is not None:
+            self._close_client(connection.client, CloseCode.POLICY_VIOLATION, reason)
+        else:
+            connection.transport.abort()
+
+    def _log_refusal(self, status: int, path: str, peer: str, reason: str) -> None:
+        left_out = self._refusal_log.allow(time.monotonic())
+        if left_out is None:
+            return
+        more = f" ({left_out} more refusals not logged)" if left_out else ""
+        log.info("refused %s %s from %s: %s%s", status, path, peer, reason, more)
 
     def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         """The HTTP checks before the upgrade (see :mod:`chainwatch.server.http`)."""
         assert isinstance(conn, Connection)
         s = self.settings.server
+        if request.method not in ("GET", "HEAD"):
+            response = self._refuse(conn, request, 405, "only GET")
+            response.headers["Allow"] = "GET, HEAD"
+            return response
         path = request.path.split("?", 1)[0]
         if path == "/healthz":
             status, body = self._health()
-            return _response(status, body, "application/json")
+            return _response(status, body, "application/json", head=request.method == "HEAD")
         if path == "/metrics":
-            return _response(200, self.metrics.render(), CONTENT_TYPE)
-        if self._per_ip[conn.peer] > s.max_connections_per_ip:
+            body = self.metrics.render()
+            return _response(200, body, CONTENT_TYPE, head=request.method == "HEAD")
+        if request.method != "GET":
+            return self._refuse(conn, request, 405, "a WebSocket handshake is a GET")
+        if self._gate.over_per_ip(conn.peer):
             return self._refuse(conn, request, 429, "too many connections from this address")
         origins = request.headers.get_all("Origin")
         authorizations = request.headers.get_all("Authorization")
         if len(origins) > 1 or len(authorizations) > 1:
             return self._refuse(conn, request, 400, "repeated Origin or Authorization header")
-        origin = origins[0] if origins else None
-        if not httpcheck.origin_allowed(origin, s.allowed_origins):
-            return self._refuse(conn, request, 403, "origin not allowed")
         if s.tokens:
             authorization = authorizations[0] if authorizations else None
             token = httpcheck.request_token(request.path, authorization)
@@ -422,6 +465,9 @@ class Server:
                 response = self._refuse(conn, request, 401, "a valid token is required")
                 response.headers["WWW-Authenticate"] = 'Bearer realm="chainwatch"'
                 return response
+        origin = origins[0] if origins else None
+        if not httpcheck.origin_allowed(origin, s.allowed_origins):
+            return self._refuse(conn, request, 403, "origin not allowed")
         chain_id = httpcheck.chain_of_path(request.path, self._chains)
         if chain_id is None:
             known = ", ".join("/" + name for name, _ in self._chains)
@@ -435,12 +481,12 @@ class Server:
             401: "unauthorized",
             403: "forbidden_origin",
             404: "not_found",
+            405: "method_not_allowed",
             429: "too_many_connections",
         }[status]
         self.stats[name] += 1
-        log.info(
-            "refused %s %s from %s: %s", status, httpcheck.redact(request.path), conn.peer, text
-        )
+        path = httpcheck.path_for_log(request.path, self._chains)
+        self._log_refusal(status, path, conn.peer, text)
         return _response(status, (text + "\n").encode(), "text/plain; charset=utf-8")
 
     async def _handle(self, conn: ServerConnection) -> None:
@@ -457,6 +503,7 @@ class Server:
         )
         conn.client = client
         self._clients.add(client)
+        self.metrics.subscribers.inc()
         loop = asyncio.get_running_loop()
         session = Session(
             conn.chain_id,
@@ -465,6 +512,7 @@ class Server:
             contracts=self._contracts,
             limits=self._limits,
             now=loop.time(),
+            budget=self._gate.budget(conn.peer),
             oldest_cursor=lambda: self._oldest_cursor,
         )
         try:
@@ -480,7 +528,15 @@ class Server:
         except ConnectionClosed as exc:
             if exc.sent is not None and exc.sent.code == CloseCode.MESSAGE_TOO_BIG:
                 self.stats["message_too_big"] += 1
+        except Busy as exc:  # no room for its replay: it resumes later with since
+            self.stats["replay_refused"] += 1
+            self._hub.drop(client)
+            client.close_queue()
+            # Closed here, before the handler returns (which would close with 1000).
+            await self._close_connection(conn, CloseCode.TRY_AGAIN_LATER, str(exc))
         finally:
+            session.close()
+            self.metrics.subscribers.dec()
             self._clients.discard(client)
             self._hub.drop(client)
             client.close_queue()
@@ -500,7 +556,8 @@ class Server:
                 sub = self._hub.subscribe(client, effect.id, effect.spec)
                 self.stats["subscriptions"] += 1
                 if sub.buffer is not None:
-                    await self._replay(client, sub, self._hub.last_cursor)
+                    async with self._replays.slot():  # raises Busy: see _handle
+                        await self._replay(client, sub, self._hub.last_cursor)
 
     # --- replay -------------------------------------------------------------------------------
 
@@ -560,7 +617,8 @@ class Server:
         self._flush((client,))
 
 
-def _response(status: int, body: bytes, content_type: str) -> Response:
+def _response(status: int, body: bytes, content_type: str, head: bool = False) -> Response:
+    """A plain response; to a HEAD request, without its body (RFC 9110 section 9.3.2)."""
     code = http.HTTPStatus(status)
     headers = Headers(
         [
@@ -571,7 +629,7 @@ def _response(status: int, body: bytes, content_type: str) -> Response:
             ("Cache-Control", "no-store"),
         ]
     )
-    return Response(code.value, code.phrase, headers, body)
+    return Response(code.value, code.phrase, headers, b"" if head else body)
 
 
 def _http_date() -> str:

@@ -2,15 +2,22 @@
 
 Checked in this order before the WebSocket upgrade, each refusal a plain HTTP response:
 
-1. ``/healthz``: answered at once (200 or 503, JSON), no token needed: load balancers poll it.
+1. ``/healthz``: answered at once (200 or 503, JSON; ``HEAD`` without the body), no token
+   needed: load balancers poll it. Another method than GET: 405.
 2. too many connections from this address: 429.
-3. ``Origin`` not in ``allowed_origins`` (when set): 403. Browsers always send ``Origin`` on a
+3. no valid token (when tokens are set): 401, before anything else is told: an anonymous
+   client learns nothing of the allowed origins or the chains. The token is read from
+   ``Authorization: Bearer`` or, for browsers that cannot set headers, the ``token`` query
+   parameter (URL-decoded); it is compared in constant time with every configured token, and
+   never logged (:func:`redact` decodes before it hides; :func:`path_for_log` shows only a
+   chain's name).
+4. ``Origin`` not in ``allowed_origins`` (when set): 403. Browsers always send ``Origin`` on a
    WebSocket handshake; a handshake without one comes from a program, which could send any
    Origin it likes, so it is not refused for that (tokens are what keep programs out).
-4. no valid token (when tokens are set): 401. The token is read from ``Authorization: Bearer``
-   or, for browsers that cannot set headers, the ``token`` query parameter; it is compared in
-   constant time with every configured token, and never logged (:func:`redact`).
 5. a path that names no chain: 404.
+
+Nothing here raises on what a client sends: a malformed path or query is simply no token and
+no chain.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import unquote, unquote_plus
 
 from chainwatch.core.sink import ChainStatus
 
@@ -31,6 +38,7 @@ __all__ = [
     "chain_of_path",
     "healthz",
     "origin_allowed",
+    "path_for_log",
     "redact",
     "request_token",
     "token_valid",
@@ -40,9 +48,29 @@ _TOKEN_IN_TEXT = re.compile(r"((?:[?&]|\b)token=)[^&\s\"']*", re.IGNORECASE)
 _AUTH_IN_TEXT = re.compile(r"(authorization:\s*\w+\s+)\S+", re.IGNORECASE)
 
 
+# Percent-decoding passes before redacting: "%2574oken" is "%74oken" is "token".
+_DECODE_PASSES = 4
+
+
 def redact(text: str) -> str:
-    """Hide token values in a path, a header dump or a log message."""
+    """Hide token values in a path, a header dump or a log message, however they are
+    percent-encoded (the text is decoded first, as a query parser would)."""
+    for _ in range(_DECODE_PASSES):
+        decoded = unquote(text)
+        if decoded == text:
+            break
+        text = decoded
     return _AUTH_IN_TEXT.sub(r"\1***", _TOKEN_IN_TEXT.sub(r"\1***", text))
+
+
+def path_for_log(path: str, chains: Sequence[tuple[str, int]]) -> str:
+    """What a log line may show of a request path: the chain it names, else nothing of it
+    (a token put in the path, by mistake or on purpose, must not reach the log)."""
+    route = path.split("?", 1)[0]
+    if route in ("", "/", "/healthz"):
+        return route or "/"
+    name = route[1:].rstrip("/")
+    return route if any(name == chain for chain, _ in chains) else "/<other>"
 
 
 class RedactTokens(logging.Filter):
@@ -64,11 +92,11 @@ def request_token(path: str, authorization: str | None) -> str | None:
         scheme, _, credentials = authorization.strip().partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()
-    query = urlsplit(path).query
-    if query:
-        values = parse_qs(query, keep_blank_values=True, max_num_fields=32).get("token")
-        if values:
-            return values[0]
+    _, _, query = path.partition("?")
+    for field in query.split("&"):
+        name, _, value = field.partition("=")
+        if unquote_plus(name) == "token":
+            return unquote_plus(value)
     return None
 
 

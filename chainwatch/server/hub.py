@@ -65,7 +65,8 @@ class Recipient(Protocol):
 class Subscription:
     """One subscription of one client."""
 
-    __slots__ = ("buffer", "client", "floor", "group", "id", "prefix", "since", "suffix")
+    __slots__ = ("buffer", "client", "floor", "group", "id", "prefix", "since", "skip_to",
+                 "suffix")  # fmt: skip
 
     def __init__(
         self, sub_id: str, client: Recipient, group: Group, floor: int, since: int | None
@@ -76,6 +77,9 @@ class Subscription:
         self.prefix, self.suffix = notification_parts(sub_id)
         self.floor = floor  # changes after this cursor may have been sent to it
         self.since = since
+        # Changes up to this cursor are the client's already: a gateway whose reading of the
+        # log is behind the cursor a client resumes from must not send them again.
+        self.skip_to = since or 0
         # While replaying: (cursor, payload) of the live changes, sent after the replay.
         self.buffer: list[tuple[int, Payload]] | None = None
 
@@ -362,6 +366,8 @@ class Hub:
     def _deliver(
         self, sub: Subscription, payload: Payload, cursor: int, touched: set[Recipient]
     ) -> None:
+        if cursor <= sub.skip_to:
+            return
         client = sub.client
         buffer = sub.buffer
         self.deliveries += 1

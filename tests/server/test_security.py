@@ -38,6 +38,8 @@ async def refused(url: str, **kwargs: object) -> int:
 
 async def test_tokens(secured: Harness, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
+    # The library's request dumps (quiet unless asked for) are redacted too.
+    caplog.set_level(logging.DEBUG, logger="chainwatch.server.ws")
     async with secured.serving() as server:
         url = secured.url
         assert await refused(url) == 401

@@ -21,6 +21,7 @@ from chainwatch.core.protocol import (
     Unsubscribe,
     new_subscription_id,
 )
+from chainwatch.core.ratelimit import Budget
 
 TOKEN = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
 CATALOGS = {
@@ -39,7 +40,9 @@ CATALOGS = {
 }
 
 
-def session(heads: dict[int, int] | None = None, **limits: Any) -> Session:
+def session(
+    heads: dict[int, int] | None = None, budget: Budget | None = None, **limits: Any
+) -> Session:
     counter = itertools.count(1)
     return Session(
         31337,
@@ -48,6 +51,7 @@ def session(heads: dict[int, int] | None = None, **limits: Any) -> Session:
         contracts=[{"chain": "dev"}],
         limits=SessionLimits(**limits),
         new_id=lambda: f"0x{next(counter):032x}",
+        budget=budget,
     )
 
 
@@ -233,6 +237,63 @@ def test_rate_limit() -> None:
     replies = json.loads(outcome.reply or "")
     assert ["result" in r for r in replies] == [True, True, True, False, False]
     assert outcome.counts == ["rate_limited", "rate_limited"]
+
+
+def test_work_is_charged_before_it_is_done() -> None:
+    # Garbage, and invalid items of a batch, cost a request each like valid ones.
+    s = session(max_requests_per_second=4)
+    assert call_raw(s, "{not json")["error"]["code"] == -32700
+    replies = json.loads(s.receive("[1, 1, 1]", 0.0).reply or "")
+    assert [r["error"]["code"] for r in replies] == [-32600, -32600, -32600]
+    # The budget is spent: the next message is refused unread, whatever it holds.
+    for message in ("[" * 10_000, '{"jsonrpc":"2.0","id":9,"method":"eth_chainId"}', b"\xff"):
+        outcome = s.receive(message, 0.0)
+        assert json.loads(outcome.reply or "") == {
+            "jsonrpc": "2.0", "id": None, "error": {"code": -32005, "message": "rate limited"}
+        }  # fmt: skip
+        assert outcome.counts == ["rate_limited"]
+
+
+def call_raw(s: Session, text: str) -> Any:
+    return json.loads(s.receive(text, 0.0).reply or "")
+
+
+def test_batch_limits() -> None:
+    s = session(max_batch_items=3, max_requests_per_second=1000)
+    too_many = s.receive(json.dumps([{"jsonrpc": "2.0", "id": i, "method": "eth_chainId"}
+                                     for i in range(4)]), 0.0)  # fmt: skip
+    assert json.loads(too_many.reply or "")["error"] == {
+        "code": -32600, "message": "batch of 4 requests (at most 3)"
+    }  # fmt: skip
+    assert too_many.counts == ["batch_limit"]
+    # Replies stop growing past max_batch_reply_bytes: later items are refused, not run.
+    s = session(max_batch_reply_bytes=100, max_requests_per_second=1000)
+    batch = [{"jsonrpc": "2.0", "id": i, "method": "eth_subscribe", "params": ["newHeads"]}
+             for i in range(5)]  # fmt: skip
+    outcome = s.receive(json.dumps(batch), 0.0)
+    replies = json.loads(outcome.reply or "")
+    assert ["result" in r for r in replies] == [True, True, False, False, False]
+    assert replies[-1]["error"] == {"code": -32005, "message": "batch reply too large"}
+    assert len(outcome.effects) == 2
+
+
+def test_matching_budget_is_shared_by_an_address() -> None:
+    budget = Budget(10)
+    first, second = session(budget=budget), session(budget=budget)
+    where = [["value", ">", "1"], ["from", "==", TOKEN], ["value", "<", "9"]]
+    costly = call(first, "chainwatch_subscribe", [{"where": where}])["result"]  # 1 + 3
+    assert call(second, "chainwatch_subscribe", [{"where": where}])["result"]
+    assert budget.used == 8
+    assert call(second, "eth_subscribe", ["newHeads"])["result"]  # 1
+    assert call(second, "eth_subscribe", ["logs", {"topics": [None]}])["error"]  # 1 + 1
+    assert call(second, "eth_subscribe", ["logs"])["result"]  # 1
+    assert budget.used == 10
+    over = call(first, "chainwatch_subscribe", [{"where": where[:1]}])["error"]
+    assert over["code"] == -32005 and "matching budget" in over["message"]
+    assert call(first, "chainwatch_unsubscribe", [costly])["result"] is True
+    assert budget.used == 6
+    second.close()
+    assert budget.used == 0
 
 
 def test_subscription_limit() -> None:
