@@ -7,7 +7,6 @@ traceback: 2 for a bad configuration or usage, 1 for anything else.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 from dataclasses import replace
@@ -170,9 +169,11 @@ def events(
     to_block: Annotated[int | None, typer.Option("--to-block")] = None,
     status: Annotated[str | None, typer.Option(help="new, confirmed or removed")] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many events")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+    fmt: Annotated[
+        str, typer.Option("--format", help="table, json or csv (json and csv stream)")
+    ] = "table",
 ) -> None:
-    """Query the stored events."""
+    """Query the stored events; json and csv are written as they are read, in constant memory."""
     from chainwatch import render
     from chainwatch.store import Store
 
@@ -195,31 +196,33 @@ def events(
         store = Store.open(settings.storage.url)
     except ChainwatchError as exc:
         fail(str(exc))
+    query: dict[str, Any] = {
+        "chain_id": chain_id,
+        "contract": contract,
+        "address": address,
+        "event": event,
+        "from_block": from_block,
+        "to_block": to_block,
+        "status": status,
+        "limit": limit,
+    }
     try:
         if contract is not None:
             known_names = {c.name for c in settings.contracts} | store.known_contract_names()
             if contract not in known_names:
                 fail(f"unknown contract {contract!r} (known: {', '.join(sorted(known_names))})")
-        rows = store.query(
-            chain_id=chain_id,
-            contract=contract,
-            address=address,
-            event=event,
-            from_block=from_block,
-            to_block=to_block,
-            status=status,  # type: ignore[arg-type]
-            limit=limit,
-        )
+        if fmt == "table":  # the widths of the columns need every row
+            objects = [row.to_json() for row in store.query(**query)]
+            if render.write_table(objects, sys.stdout) == 0:
+                typer.echo("no events", err=True)
+            return
+        from chainwatch.eventscmd import write_events
+
+        write_events(store.stream(**query), fmt)
+    except ChainwatchError as exc:
+        fail(str(exc))
     finally:
         store.close()
-    objects = [row.to_json() for row in rows]
-    if fmt == "json":
-        for obj in objects:
-            typer.echo(render.json_line(obj))
-    elif fmt == "csv":
-        render.write_csv(objects, sys.stdout)
-    elif render.write_table(objects, sys.stdout) == 0:
-        typer.echo("no events", err=True)
 
 
 # --- decode ------------------------------------------------------------------------------------
@@ -229,63 +232,28 @@ def events(
 def decode(
     abi: Annotated[Path, typer.Option("--abi", help="ABI JSON file")],
     file: Annotated[
-        str, typer.Argument(help="Logs as JSON lines or one JSON array; - for stdin")
+        str,
+        typer.Argument(help="Logs as JSON lines or one JSON array; - for stdin (a pipe works)"),
     ] = "-",
 ) -> None:
-    """Decode node-format logs offline and print them as JSON lines."""
-    from chainwatch import render
+    """Decode node-format logs offline and print them as JSON lines, as the input comes.
+
+    Memory stays constant whatever the input size, and each line is printed as soon as its
+    input is read. A line that is not JSON or not a log prints {"line": N, "error": ...} and a
+    line on stderr, and decoding goes on.
+    """
     from chainwatch.core.abi import load_abi_file
     from chainwatch.core.decoder import AbiDecoder
-    from chainwatch.core.model import parse_log
-    from chainwatch.errors import DecodeError, RemoteProtocolError
+    from chainwatch.decodecmd import run_decode
 
     try:
         decoder = AbiDecoder(load_abi_file(abi))
     except ChainwatchError as exc:
         fail(str(exc))
     try:
-        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
-    except OSError as exc:
-        fail(f"{file}: cannot read: {exc.strerror}")
-    for number, raw in _json_items(text, file):
-        if isinstance(raw, _BadLine):
-            typer.echo(render.json_line({"line": number, "error": raw.error}))
-            continue
-        try:
-            entry = parse_log(raw)
-        except RemoteProtocolError as exc:
-            typer.echo(render.json_line({"line": number, "error": f"not a log: {exc}"}))
-            continue
-        try:
-            name, args = decoder.decode_log(entry)
-        except DecodeError as exc:
-            typer.echo(render.json_line(render.log_json(entry, None, None, str(exc))))
-            continue
-        typer.echo(render.json_line(render.log_json(entry, name, args, None)))
-
-
-class _BadLine:
-    def __init__(self, error: str) -> None:
-        self.error = error
-
-
-def _json_items(text: str, source: str) -> list[tuple[int, Any]]:
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            items = json.loads(stripped)
-        except ValueError as exc:
-            fail(f"{source}: not valid JSON: {exc}")
-        return list(enumerate(items, 1))
-    out: list[tuple[int, Any]] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append((number, json.loads(line)))
-        except ValueError as exc:
-            out.append((number, _BadLine(f"not valid JSON: {exc}")))
-    return out
+        run_decode(decoder, file)
+    except ChainwatchError as exc:
+        fail(str(exc))
 
 
 # --- watch -------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
     ├── AbiError (ValueError)           an ABI file or entry cannot be compiled
     ├── DecodeError (ValueError)        a log does not decode with the ABI it was matched to
     ├── FilterError (ValueError)        a filter or a --where clause is wrong; names the field
+    ├── InputError (ValueError)         `decode`'s input cannot be read on (bad array, huge item)
     ├── RpcError                        a JSON-RPC exchange failed
     │   ├── RemoteProtocolError         the peer (provider or client) broke JSON-RPC
     │   │   └── InvalidRequest (ValueError)  a client's request is not JSON-RPC 2.0 (core.rpc)
@@ -71,6 +72,11 @@ class FilterError(ChainwatchError, ValueError):
         self.field = field
         self.problem = problem
         super().__init__(f"{field}: {problem}" if field else problem)
+
+
+class InputError(ChainwatchError, ValueError):
+    """The input of ``chainwatch decode`` cannot be read on: a malformed JSON array, an item
+    too large."""
 
 
 class RpcError(ChainwatchError):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
@@ -49,6 +51,12 @@ def event_line(event: Mapping[str, Any]) -> str:
     if isinstance(token, Mapping) and event.get("amount") is not None:
         line += f" ({event['amount']} {token.get('symbol') or ''})".rstrip()
     return line + status
+
+
+def stdout_gone() -> None:
+    """After a BrokenPipeError on stdout (``| head``): the reader has gone, so point stdout at
+    /dev/null, where Python's flush at exit cannot fail and print a traceback."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def json_line(obj: Any) -> str:

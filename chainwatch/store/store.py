@@ -40,12 +40,12 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, TypedDict, cast
 
 from alembic.util import CommandError
 from sqlalchemy import (
@@ -92,6 +92,9 @@ from chainwatch.store.schema import checkpoints as checkpoints_table
 from chainwatch.store.schema import events as events_table
 from chainwatch.store.schema import leases as leases_table
 from chainwatch.store.schema import tokens as tokens_table
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger("chainwatch.store")
 
@@ -569,49 +572,33 @@ class Store:
     def query(
         self,
         *,
-        chain_id: int | None = None,
-        contract: str | None = None,
-        address: str | None = None,
-        event: str | None = None,
-        from_block: int | None = None,
-        to_block: int | None = None,
-        status: Status | None = None,
         since_id: int | None = None,
-        limit: int | None = None,
         order: str = "asc",
+        **filters: Unpack[EventFilters],
     ) -> list[StoredEvent]:
-        """Stored events matching every filter given, ordered by id (``order="desc"``: newest
-        first).
+        """Stored events matching every filter given (:class:`EventFilters`), ordered by id
+        (``order="desc"``: newest first).
 
         ``from_block``/``to_block`` are inclusive; ``since_id`` returns ids strictly greater
         (the resume cursor); ``address`` is compared case-insensitively.
         """
-        if order not in ("asc", "desc"):
-            raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
-        c = events_table.c
-        stmt: Select[Any] = select(*_EVENT_COLUMNS)
-        if chain_id is not None:
-            stmt = stmt.where(c.chain_id == chain_id)
-        if contract is not None:
-            stmt = stmt.where(c.contract == contract)
-        if address is not None:
-            stmt = stmt.where(c.address == address.lower())
-        if event is not None:
-            stmt = stmt.where(c.event == event)
-        if from_block is not None:
-            stmt = stmt.where(c.block_number >= from_block)
-        if to_block is not None:
-            stmt = stmt.where(c.block_number <= to_block)
-        if status is not None:
-            stmt = stmt.where(c.status == status)
-        if since_id is not None:
-            stmt = stmt.where(c.id > since_id)
-        stmt = stmt.order_by(c.id.asc() if order == "asc" else c.id.desc())
-        if limit is not None:
-            stmt = stmt.limit(limit)
+        stmt = _query_statement(filters, since_id, order)
         with self._read() as conn:
             rows = conn.execute(stmt).all()
         return [_stored(r) for r in rows]
+
+    def stream(
+        self, *, batch: int = 1000, **filters: Unpack[EventFilters]
+    ) -> Generator[list[StoredEvent]]:
+        """:meth:`query` in id order, ``batch`` events at a time, in constant memory whatever
+        the number of rows: PostgreSQL reads them from a server-side cursor, SQLite steps
+        through them. The connection (and a PostgreSQL transaction, hence its snapshot) is held
+        until the generator is exhausted or closed."""
+        stmt = _query_statement(filters, None, "asc")
+        with self._read() as conn:
+            result = conn.execution_options(yield_per=batch).execute(stmt)
+            for rows in result.partitions():
+                yield [_stored(r) for r in rows]
 
     def last_cursor(self) -> int:
         """The greatest cursor handed out by a committed transaction (0 for a new store):
@@ -994,6 +981,53 @@ def _stored(row: Sequence[Any]) -> StoredEvent:
         status=cast(Status, status),
         historical=bool(historical),
     )
+
+
+class EventFilters(TypedDict, total=False):
+    """The filters of :meth:`Store.query` and :meth:`Store.stream`, all optional."""
+
+    chain_id: int | None
+    contract: str | None
+    address: str | None
+    event: str | None
+    from_block: int | None
+    to_block: int | None
+    status: Status | None
+    limit: int | None
+
+
+def _query_statement(filters: EventFilters, since_id: int | None, order: str) -> Select[Any]:
+    if order not in ("asc", "desc"):
+        raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
+    c = events_table.c
+    stmt: Select[Any] = select(*_EVENT_COLUMNS)
+    chain_id, contract, address = (
+        filters.get("chain_id"),
+        filters.get("contract"),
+        filters.get("address"),
+    )
+    event, status, limit = filters.get("event"), filters.get("status"), filters.get("limit")
+    from_block, to_block = filters.get("from_block"), filters.get("to_block")
+    if chain_id is not None:
+        stmt = stmt.where(c.chain_id == chain_id)
+    if contract is not None:
+        stmt = stmt.where(c.contract == contract)
+    if address is not None:
+        stmt = stmt.where(c.address == address.lower())
+    if event is not None:
+        stmt = stmt.where(c.event == event)
+    if from_block is not None:
+        stmt = stmt.where(c.block_number >= from_block)
+    if to_block is not None:
+        stmt = stmt.where(c.block_number <= to_block)
+    if status is not None:
+        stmt = stmt.where(c.status == status)
+    if since_id is not None:
+        stmt = stmt.where(c.id > since_id)
+    stmt = stmt.order_by(c.id.asc() if order == "asc" else c.id.desc())
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return stmt
 
 
 _by_id: Final = attrgetter("id")

@@ -7,12 +7,15 @@ Each error a user can cause prints exactly one line on stderr, no traceback, and
 from __future__ import annotations
 
 import json
+import selectors
+import subprocess
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 from chainwatch.devnet import Anvil, contracts_dir
-from tests.helpers import cli, free_port
+from tests.helpers import CHAINWATCH, cli, free_port
 
 ERC20_ABI = contracts_dir() / "abi" / "ERC20.json"
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -172,6 +175,60 @@ def test_decode_reads_node_logs(tmp_path: Path, as_array: bool) -> None:
     assert all(ln.get("event") is None for ln in errors)
 
 
+def test_decode_answers_each_line_of_a_pipe_before_the_input_ends() -> None:
+    """`chainwatch decode --abi ERC20.json -` streams: each line fed to its stdin is answered
+    while stdin is still open; a malformed line is answered with an error naming it, on stdout
+    and stderr, and the run goes on and ends with code 0."""
+    transfer = {
+        "address": TOKEN.lower(),
+        "topics": [
+            "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef",
+            "0x" + "00" * 12 + "11" * 20,
+            "0x" + "00" * 12 + "22" * 20,
+        ],
+        "data": "0x" + f"{10**18:064x}",
+        "blockHash": "0x" + "ab" * 32,
+        "blockNumber": "0x10",
+        "transactionHash": "0x" + "cd" * 32,
+        "transactionIndex": "0x0",
+        "logIndex": "0x0",
+    }
+    log, other = json.dumps(transfer), json.dumps({**transfer, "logIndex": "0x1"})
+    proc = subprocess.Popen(
+        [CHAINWATCH, "decode", "--abi", str(ERC20_ABI), "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        answers = []
+        for line in (log, "{not json", other):
+            proc.stdin.write(line.encode() + b"\n")
+            proc.stdin.flush()
+            answers.append(json.loads(read_line(proc.stdout, within=30)))
+        assert answers[0]["event"] == answers[2]["event"] == "Transfer"
+        assert answers[0]["block_number"] == int(json.loads(log)["blockNumber"], 16)
+        assert answers[1]["line"] == 2 and answers[1]["error"].startswith("not valid JSON")
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+        assert proc.stdout.read() == b""
+        stderr = proc.stderr.read().decode()
+        assert stderr.startswith("chainwatch: decode: line 2: not valid JSON")
+        assert "1 of 3 lines were not logs" in stderr
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def read_line(stream: IO[bytes], within: float) -> bytes:
+    """One line of a pipe, or AssertionError when none came within ``within`` seconds."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        assert selector.select(within), f"no line within {within} s"
+    return stream.readline()
+
+
 def test_watch_streams_decoded_events(tmp_path: Path) -> None:
     """`chainwatch watch --erc20 --json` prints each transfer of the token once, decoded."""
     import subprocess
@@ -212,3 +269,45 @@ def test_watch_streams_decoded_events(tmp_path: Path) -> None:
     assert [ln["event"] for ln in lines] == ["Transfer"] * 4
     assert [ln["args"]["value"] for ln in lines] == [str(10**12), "1", "2", "3"]  # type: ignore[index]
     assert lines[1]["args"]["to"] == anvil.accounts[1]  # type: ignore[index]
+
+
+def test_events_json_and_csv_stream_every_row(tmp_path: Path) -> None:
+    """`events --format json|csv` over more rows than one batch of the store's stream: every
+    row once, in id order, as the stored JSON form (json) or its CSV columns (csv)."""
+    import csv
+    import io
+
+    from chainwatch.core.model import DecodedEvent, Log
+    from chainwatch.render import CSV_COLUMNS
+    from chainwatch.store import Store
+
+    config = write_config(tmp_path, provider="ws://127.0.0.1:9")
+    token = TOKEN.lower()
+    store = Store.open(f"sqlite:///{tmp_path / 'chainwatch.db'}")
+    try:
+        events = []
+        for i in range(2500):
+            log = Log(token, (), "0x", i // 10, f"0x{i // 10:064x}", f"0x{i:064x}", 0, i % 10)
+            args = None if i % 7 == 0 else {"value": str(i), "note": 'ünïcode, "quoted"'}
+            error = "no match" if args is None else None
+            events.append(DecodedEvent(31337, log, "Token", args and "Transfer", args, error))
+        store.write_batch(events, None)
+        expected = [e.to_json() for e in store.query()]
+    finally:
+        store.close()
+    result = cli("events", "--config", str(config), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line) for line in result.stdout.splitlines()] == expected
+    result = cli("events", "--config", str(config), "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0] == list(CSV_COLUMNS)
+    assert len(rows) == 2501
+    for row, obj in zip(rows[1:], expected, strict=True):
+        shown = dict(zip(CSV_COLUMNS, row, strict=True))
+        assert shown["id"] == str(obj["id"]) and shown["status"] == obj["status"]
+        assert shown["args"] == (
+            ""
+            if obj["args"] is None
+            else json.dumps(obj["args"], separators=(",", ":"), ensure_ascii=False)
+        )

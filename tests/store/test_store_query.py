@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from store_changes import new_events
@@ -110,3 +111,28 @@ def test_an_undecoded_event_reads_back_with_its_error(
     assert (undecoded.event, undecoded.args, undecoded.error) == (None, None, "bad data")
     assert undecoded.to_json()["error"] == "bad data"
     assert undecoded.log.address == TOKEN_A
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("batch", [1, 4, 1000])
+def test_stream_gives_what_query_gives_in_batches(
+    store: Store, stored: list[StoredEvent], case: str, batch: int
+) -> None:
+    filters: dict[str, Any] = dict(CASES[case][0])
+    batches = list(store.stream(**filters, batch=batch))
+    assert [e for b in batches for e in b] == store.query(**filters)
+    assert all(0 < len(b) <= batch for b in batches)
+    limited = [e for b in store.stream(**filters, limit=3, batch=batch) for e in b]
+    assert limited == store.query(**filters, limit=3)
+
+
+def test_a_stream_left_half_read_lets_the_store_go_on(
+    store: Store, stored: list[StoredEvent]
+) -> None:
+    """A reader that goes away (``| head``) closes the stream: its connection goes back and
+    the store writes and reads as before."""
+    stream = store.stream(batch=2)
+    assert next(stream) == stored[:2]
+    stream.close()
+    [written] = new_events(store.write_batch([event(8, 0)], None))
+    assert store.query(since_id=stored[-1].id) == [written]
