@@ -100,6 +100,22 @@ def pg_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextlib.contextmanager
+def pg_schema() -> Iterator[str]:
+    """A storage URL whose tables live in a PostgreSQL schema of their own, dropped afterwards."""
+    import psycopg
+
+    base = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    schema = f"cw_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 def events_json(config: Path, *args: str) -> list[dict[str, Any]]:
     result = cli("events", "--config", str(config), "--format", "json", *args)
     assert result.returncode == 0, result.stderr
