@@ -429,50 +429,6 @@ class Store:
         _insert_changes(conn, stmts, changes)
         return changes
 
-    def by_ids(self, ids: Collection[int]) -> list[StoredEvent]:
-        """The stored events with these ids, ordered by id."""
-        if not ids:
-            return []
-        with self._read() as conn:
-            return _by_ids(conn, ids)
-
-    def set_status(
-        self,
-        chain_id: int,
-        block_hashes: Collection[str],
-        status: Status,
-        *,
-        lease: Lease | None = None,
-    ) -> list[Change]:
-        """Set the status of every event of ``chain_id`` in those blocks.
-
-        Returns the changes written (one per event whose status changed), in cursor order.
-        """
-        if not block_hashes:
-            return []
-        with self._write() as conn:
-            if lease is not None:
-                _check_lease(conn, self._statements, lease)
-            return _set_status(conn, self._statements, chain_id, block_hashes, status)
-
-    def confirm_up_to(
-        self, chain_id: int, block_number: int, *, lease: Lease | None = None
-    ) -> list[Change]:
-        """Mark ``new`` events of ``chain_id`` at or below ``block_number`` ``confirmed``.
-
-        Returns the changes written, in cursor order.
-        """
-        with self._write() as conn:
-            stmts = self._statements
-            if lease is not None:
-                _check_lease(conn, stmts, lease)
-            rows = _stored_sorted(
-                conn.execute(
-                    stmts.confirm, {"b_chain_id": chain_id, "b_block_number": block_number}
-                ).all()
-            )
-            return _append_status_changes(conn, stmts, rows, "confirmed", {})
-
     def reorg(
         self,
         chain_id: int,
@@ -862,8 +818,8 @@ class _Statements:
             .values(status=bindparam("b_status"))
             .returning(*_EVENT_COLUMNS)
         )
-        # new -> confirmed at or below a block: returning whole rows, or (the hot path) ids.
-        confirm = (
+        # new -> confirmed at or below a block, returning the ids.
+        self.confirm_ids: Update = (
             events_table.update()
             .where(
                 events_table.c.chain_id == bindparam("b_chain_id"),
@@ -871,9 +827,8 @@ class _Statements:
                 events_table.c.block_number <= bindparam("b_block_number"),
             )
             .values(status="confirmed")
+            .returning(events_table.c.id)
         )
-        self.confirm: Update = confirm.returning(*_EVENT_COLUMNS)
-        self.confirm_ids: Update = confirm.returning(events_table.c.id)
         self.delete_blocks_from: Delete = delete(blocks_table).where(
             blocks_table.c.chain_id == bindparam("chain_id"),
             blocks_table.c.number >= bindparam("number"),

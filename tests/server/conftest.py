@@ -1,7 +1,7 @@
 """A real Server on 127.0.0.1 port 0 over a real SQLite store, fed the way ingest feeds it.
 
 Events are real logs decoded by the daemon's own watch set (the decoder ingest uses), written
-with ``store.write_batch``/``confirm_up_to``/``reorg`` and handed to the sink methods; clients
+with ``store.commit_block``/``reorg`` and handed to the sink methods; clients
 are real WebSocket clients.
 """
 

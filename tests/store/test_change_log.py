@@ -47,8 +47,8 @@ def a_day_of_writes(store: Store) -> list[Change]:
             [event(number, 0, chain_id=137)], checkpoint(number, chain_id=137), [head(number)]
         )
     written += store.write_batch(block_events(4, 3), None)  # two duplicates and one new event
-    written += store.confirm_up_to(137, 2)
-    written += store.set_status(1, [block_hash(3)], "confirmed")
+    written += store.commit_block([], checkpoint(4, chain_id=137), confirm_through=2)
+    written += store.commit_block([], checkpoint(4), confirm_through=3)
     written += store.commit_block([], checkpoint(5), [head(5)], confirm_through=4)
     return written
 
@@ -219,8 +219,9 @@ def test_a_write_that_fails_appends_no_change(
 
 def test_removed_changes_carry_the_status_before(store: Store) -> None:
     for number in range(1, 5):
-        store.commit_block(block_events(number, 2), checkpoint(number), [head(number)])
-    store.confirm_up_to(1, 3)
+        store.commit_block(
+            block_events(number, 2), checkpoint(number), [head(number)], confirm_through=number - 1
+        )
     before = store.last_cursor()
     removals = store.reorg(1, [block_hash(3), block_hash(4)], checkpoint(2), 3)
     assert kinds(removals) == ["removed"] * 4
@@ -240,11 +241,16 @@ def test_removed_changes_carry_the_status_before(store: Store) -> None:
 
 def test_event_changes_replay_as_written_whatever_their_event_became(store: Store) -> None:
     written = store.commit_block(block_events(1, 1), checkpoint(1))
+    written += store.commit_block([], checkpoint(2), confirm_through=1)
+    assert kinds(written) == ["new", "confirmed"]
+    assert_replays(replay(store), written)  # the event is confirmed now, its `new` change not
     written += store.reorg(1, [block_hash(1)], checkpoint(0), 1)
-    assert kinds(written) == ["new", "removed"]
-    assert [c.event.log.removed for c in written if c.event] == [False, True]
-    assert_replays(replay(store), written)  # fails here today
-    written += store.set_status(1, [block_hash(1)], "new")
+    assert kinds(written) == ["new", "confirmed", "removed"]
+    assert [(c.event.status, c.event.log.removed) for c in written if c.event] == [
+        ("new", False),
+        ("confirmed", False),
+        ("removed", True),
+    ]
     assert_replays(replay(store), written)
 
 

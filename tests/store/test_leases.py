@@ -41,8 +41,6 @@ def writes_with(lease: Lease) -> dict[str, Callable[[Store], list[Change]]]:
         "commit_block": lambda s: s.commit_block(
             block_events(9, 2), checkpoint(9), [head(9)], confirm_through=8, lease=lease
         ),
-        "set_status": lambda s: s.set_status(1, [block_hash(1)], "removed", lease=lease),
-        "confirm_up_to": lambda s: s.confirm_up_to(1, 9, lease=lease),
         "reorg": lambda s: s.reorg(1, [block_hash(9)], checkpoint(8), 9, lease=lease),
     }
 
@@ -98,8 +96,6 @@ def test_writes_with_the_current_lease_go_through(stores: tuple[Store, Store]) -
     assert {name: kinds(changes) for name, changes in written.items()} == {
         "write_batch": ["new"],
         "commit_block": ["confirmed", "confirmed", "new", "head"],
-        "set_status": ["removed", "removed"],
-        "confirm_up_to": ["confirmed", "confirmed"],
         "reorg": ["removed", "removed"],
     }
     assert store.checkpoint(1) == checkpoint(8)

@@ -26,8 +26,8 @@ def stored(store: Store) -> list[StoredEvent]:
         ]
     batch.append(event(7, 0, contract="TokenA", name=None, args=None, error="bad data"))
     store.write_batch(batch, None)
-    store.confirm_up_to(1, 2)
-    store.set_status(1, [block_hash(6)], "removed")
+    store.commit_block([], checkpoint(6), confirm_through=2)
+    store.reorg(1, [block_hash(6)], checkpoint(5), 6)
     return store.query()
 
 

@@ -215,10 +215,10 @@ def test_one_writer_and_several_readers_at_once(store: Store) -> None:
 # --- status changes and reorgs --------------------------------------------------------------
 
 
-def test_set_status_changes_the_events_of_those_blocks_only(store: Store) -> None:
+def test_reorg_removes_the_events_of_those_blocks_only(store: Store) -> None:
     store.write_batch(block_events(1, 2) + block_events(2, 2) + block_events(3, 1), checkpoint(3))
     store.write_batch([event(2, 0, chain_id=5)], None)  # same block hash, other chain
-    removals = store.set_status(1, [block_hash(2), block_hash(3)], "removed")
+    removals = store.reorg(1, [block_hash(2), block_hash(3)], checkpoint(1), 2)
     assert [c.prior for c in removals] == ["new"] * 3
     changed = status_events(removals, "removed")
     assert [(s.log.block_number, s.status) for s in changed] == [(2, "removed")] * 2 + [
@@ -226,37 +226,52 @@ def test_set_status_changes_the_events_of_those_blocks_only(store: Store) -> Non
     ]
     assert all(s.log.removed for s in changed)
     assert ids(changed) == ids(store.query(chain_id=1, from_block=2))  # ids kept
-    assert store.set_status(1, [block_hash(2)], "removed") == []  # nothing changed this time
-    assert store.set_status(1, [], "removed") == []
+    assert store.query(chain_id=1, status="removed") == changed
+    assert [(s.status, s.log.removed) for s in store.query(chain_id=1, to_block=1)] == [
+        ("new", False)
+    ] * 2
+    before = store.last_cursor()
+    assert store.reorg(1, [block_hash(2)], checkpoint(1), 2) == []  # nothing changed this time
+    assert store.reorg(1, [], checkpoint(1), 2) == []
+    assert store.last_cursor() == before  # and nothing was appended to the log
     assert [s.status for s in store.query(chain_id=5)] == ["new"]
-    back = store.set_status(1, [block_hash(3)], "new")
-    assert [(s.status, s.log.removed) for s in status_events(back, "new")] == [("new", False)]
 
 
-def test_set_status_takes_many_block_hashes(store: Store) -> None:
-    store.write_batch([event(n, 0) for n in range(1, 1201)], None)
-    changes = store.set_status(1, [block_hash(n) for n in range(1, 1201)], "removed")
+def test_a_reorg_takes_many_block_hashes(store: Store) -> None:
+    """More orphaned blocks than one statement's IN list takes (500): every chunk's events are
+    removed, each with the status it had before (confirmed up to block 600, new above)."""
+    store.commit_block([event(n, 0) for n in range(1, 1201)], checkpoint(1200))
+    store.commit_block([], checkpoint(1200), confirm_through=600)
+    changes = store.reorg(1, [block_hash(n) for n in range(1, 1201)], checkpoint(0), 1)
     changed = status_events(changes, "removed")
     assert [c.cursor for c in changes] == sorted({c.cursor for c in changes})
     assert len(changed) == 1200 and ids(changed) == sorted(ids(changed))
+    assert [s.log.block_number for s in changed] == list(range(1, 1201))
+    assert [c.prior for c in changes] == ["confirmed"] * 600 + ["new"] * 600
+    assert store.query(status="removed") == changed
 
 
-def test_confirm_up_to_confirms_new_events_at_or_below_the_block(store: Store) -> None:
+def test_commit_block_confirms_new_events_at_or_below_the_block_only(store: Store) -> None:
     stored = new_events(
         store.write_batch([event(n, i) for n in (1, 2, 3, 4) for i in (0, 1)], checkpoint(4))
     )
     store.write_batch([event(1, 0, chain_id=5)], None)
-    store.set_status(1, [block_hash(2)], "removed")
-    confirmed = status_events(store.confirm_up_to(1, 3), "confirmed")
+    store.reorg(1, [block_hash(2)], checkpoint(4), 5)
+    confirmations = store.commit_block([], checkpoint(4), confirm_through=3)
+    confirmed = status_events(confirmations, "confirmed")
     assert [(s.log.block_number, s.log.log_index) for s in confirmed] == [
         (1, 0),
         (1, 1),
         (3, 0),
         (3, 1),
     ]
-    assert {s.status for s in confirmed} == {"confirmed"}
+    assert {(s.status, s.log.removed) for s in confirmed} == {("confirmed", False)}
+    assert [c.prior for c in confirmations] == [None] * 4
     assert ids(confirmed) == [s.id for s in stored if s.log.block_number in (1, 3)]
-    assert store.confirm_up_to(1, 3) == []
+    assert store.query(chain_id=1, status="confirmed") == confirmed  # read back as returned
+    before = store.last_cursor()
+    assert store.commit_block([], checkpoint(4), confirm_through=3) == []
+    assert store.last_cursor() == before  # nothing confirmed, nothing appended
     statuses = {(s.log.block_number, s.status) for s in store.query(chain_id=1)}
     assert statuses == {(1, "confirmed"), (2, "removed"), (3, "confirmed"), (4, "new")}
     assert [s.status for s in store.query(chain_id=5)] == ["new"]
@@ -383,7 +398,7 @@ def test_commit_block_writes_and_confirms_in_one_transaction(store: Store) -> No
     chunk = new_events(chunk_changes)
     assert kinds(chunk_changes) == ["confirmed"] * 2 + ["new"] * 2 + ["confirmed"] * 2
     assert ids(events_of(chunk_changes, "confirmed")) == ids(third) + ids(chunk)
-    assert [s.status for s in store.by_ids(ids(chunk))] == ["confirmed"] * 2
+    assert store.query(chain_id=1, from_block=4) == [e.with_status("confirmed") for e in chunk]
 
 
 def test_commit_block_is_all_or_nothing(store: Store) -> None:
@@ -396,7 +411,14 @@ def test_commit_block_is_all_or_nothing(store: Store) -> None:
     assert [s.status for s in store.query(chain_id=1)] == ["new"]
 
 
-def test_by_ids(store: Store) -> None:
-    stored = new_events(store.write_batch(block_events(1, 3), checkpoint(1)))
-    assert store.by_ids([]) == []
-    assert store.by_ids([stored[2].id, stored[0].id, 10**9]) == [stored[0], stored[2]]
+def test_commit_block_reads_back_the_confirmed_events_it_does_not_know(store: Store) -> None:
+    """Earlier events missing from ``known`` are read back, in id order, whatever order and
+    extra entries ``known`` has; the events of ``known`` that are not confirmed now make no
+    change."""
+    stored = new_events(store.write_batch(block_events(1, 3) + block_events(2, 1), checkpoint(2)))
+    stranger = replace(stored[1], id=10**9)
+    known = {stored[3].id: stored[3], stored[1].id: stored[1], stranger.id: stranger}
+    changes = store.commit_block([], checkpoint(2), confirm_through=1, known=known)
+    assert events_of(changes, "confirmed") == [e.with_status("confirmed") for e in stored[:3]]
+    assert store.query(status="confirmed") == events_of(changes, "confirmed")
+    assert store.query(status="new") == stored[3:]
