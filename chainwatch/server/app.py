@@ -33,6 +33,7 @@ from websockets.http11 import Request, Response
 
 from chainwatch.config import Settings
 from chainwatch.core import rpc
+from chainwatch.core.alert import alert_body, enrich
 from chainwatch.core.model import Change, Head
 from chainwatch.core.protocol import (
     Outcome,
@@ -48,17 +49,10 @@ from chainwatch.server import http as httpcheck
 from chainwatch.server.admission import Admission
 from chainwatch.server.catalog import build_catalogs, contracts_json
 from chainwatch.server.connection import Client, Connection
-from chainwatch.server.frames import Payload, event_result
-from chainwatch.server.hub import (
-    PREFIX_LEN,
-    Hub,
-    Recipient,
-    Subscription,
-    TokenInfo,
-    enrich,
-    tokens_needed,
-)
+from chainwatch.server.frames import Payload
+from chainwatch.server.hub import PREFIX_LEN, Hub, Recipient, Subscription
 from chainwatch.server.limits import Gate, LogLimiter, Refusal, file_budget
+from chainwatch.store.tokens import TokenCache
 
 if TYPE_CHECKING:
     from chainwatch.store import Store
@@ -74,9 +68,6 @@ WRITE_LIMIT = 64 * 1024
 FANOUT_QUEUE = 10_000
 # Events per page when replaying from the store.
 REPLAY_PAGE = 500
-# How long token metadata that the store does not have yet is taken as unknown.
-TOKEN_MISS_TTL = 30.0
-TOKEN_CACHE_SIZE = 10_000
 CLOSE_TIMEOUT = 5.0
 # On SIGTERM, seconds the fan-out may take to route what is queued before clients are closed.
 DRAIN_QUEUE = 2.0
@@ -123,7 +114,7 @@ class Server:
         self._hub = Hub(buffer_limit=s.max_queue_messages)
         self._queue: asyncio.Queue[Sequence[Change]] = asyncio.Queue(FANOUT_QUEUE)
         self._oldest_cursor = 0  # the oldest cursor a subscription may resume from
-        self._tokens: dict[tuple[int, str], tuple[TokenInfo | None, float]] = {}
+        self._tokens = TokenCache(store)
         self._ws: WsServer | None = None
         self._port: int | None = None
         self._tasks: asyncio.TaskGroup | None = None
@@ -300,10 +291,10 @@ class Server:
         for change in changes:
             if change.head is not None:
                 self._new_head(change.chain_id, change.head)
-        await self._ensure_tokens(changes)
+        await self._tokens.ensure(changes)
         try:
             touched = self._hub.route(
-                changes, head_number=self._head_number, token_of=self._token_of
+                changes, head_number=self._head_number, token_of=self._tokens.get
             )
         except Exception:
             # A bug of ours: lose this batch, not the server and every subscriber with it.
@@ -359,48 +350,13 @@ class Server:
         except TimeoutError:
             conn.transport.abort()
 
-    # --- chains and tokens --------------------------------------------------------------------
+    # --- chains -------------------------------------------------------------------------------
 
     def _head_number(self, chain_id: int) -> int | None:
         status = self.statuses.get(chain_id)
         if status is None or status.head is None:
             return None
         return status.head.number
-
-    def _token_of(self, chain_id: int, address: str) -> TokenInfo | None:
-        entry = self._tokens.get((chain_id, address))
-        return entry[0] if entry is not None else None
-
-    async def _ensure_tokens(self, changes: Iterable[Change]) -> None:
-        """Read the metadata of the ERC-20 tokens in ``changes`` that the cache lacks."""
-        now = time.monotonic()
-        missing: list[tuple[int, str]] = []
-        for change in changes:
-            event = change.event
-            if event is None:
-                continue
-            for address in tokens_needed((event,)):
-                key = (event.chain_id, address)
-                entry = self._tokens.get(key)
-                if (entry is None or (entry[0] is None and entry[1] < now)) and (
-                    key not in missing
-                ):
-                    missing.append(key)
-        if not missing:
-            return
-
-        def read() -> dict[tuple[int, str], TokenInfo | None]:
-            return {key: self.store.token(*key) for key in missing}
-
-        try:
-            found = await asyncio.to_thread(read)
-        except StoreError as exc:
-            log.warning("cannot read token metadata: %s", exc)
-            found = dict.fromkeys(missing)
-        for key, info in found.items():
-            if len(self._tokens) >= TOKEN_CACHE_SIZE:
-                del self._tokens[next(iter(self._tokens))]
-            self._tokens[key] = (info, now + TOKEN_MISS_TTL)
 
     # --- connections --------------------------------------------------------------------------
 
@@ -589,7 +545,7 @@ class Server:
                 return  # disconnected, or unsubscribed
             if not page:
                 break
-            await self._ensure_tokens(page)
+            await self._tokens.ensure(page)
             head_number = self._head_number(chain_id)
             for change in page:
                 if change.cursor > upto:
@@ -601,12 +557,10 @@ class Server:
                     continue
                 if confirmed_only and change.kind == "removed" and change.prior == "new":
                     continue  # never confirmed: nothing to take back
-                amount, token, amount_text, erc20 = enrich(
-                    event, lambda a: self._token_of(chain_id, a)
-                )
-                if not event_filter.matches(event, amount):
+                enrichment = enrich(event, lambda a: self._tokens.get(chain_id, a))
+                if not event_filter.matches(event, enrichment.amount):
                     continue
-                data = event_result(event, head_number, token, amount_text, erc20, cursor)
+                data = alert_body(event, head_number, enrichment, cursor)
                 self._hub.send(sub, Payload(data, PREFIX_LEN))
                 self.stats["replayed"] += 1
             self._flush((client,))
