@@ -1,9 +1,12 @@
 """The downstream WebSocket server: JSON-RPC subscriptions to what the daemon stores.
 
-The I/O layer only. Each connection's messages go to its :class:`chainwatch.core.protocol.Session`
-(pure), whose replies and subscription changes this module applies; events from the ingest go
-through one bounded queue to the fan-out task, which routes them with the
-:class:`chainwatch.server.hub.Hub` (pure) and writes each touched client once.
+The I/O layer only: connections and the HTTP checks before their upgrade. Each connection's
+messages go to its :class:`chainwatch.core.protocol.Session` (pure), whose replies and
+subscription changes this module applies. The server holds the parts that feed connections:
+the :class:`~chainwatch.server.hub.Hub` (pure; who wants what), the
+:class:`~chainwatch.server.fanout.Fanout` (committed changes from the log to the hub, and the
+touched clients back here to be written once), and the :class:`~chainwatch.server.replay.Replay`
+(what a subscriber resuming with ``since`` missed).
 
 Tasks: websockets owns one handler task per connection (and waits for them when it closes);
 everything else - the fan-out task and the closing of slow consumers - belongs to the
@@ -33,7 +36,7 @@ from websockets.http11 import Request, Response
 
 from chainwatch.config import Settings
 from chainwatch.core import rpc
-from chainwatch.core.model import Change, Head
+from chainwatch.core.model import Change
 from chainwatch.core.protocol import (
     Outcome,
     Session,
@@ -42,23 +45,17 @@ from chainwatch.core.protocol import (
     Unsubscribe,
 )
 from chainwatch.core.sink import ChainStatus
-from chainwatch.errors import Busy, ChainwatchError, CursorExpired, StoreError
+from chainwatch.errors import Busy, ChainwatchError
 from chainwatch.metrics import CONTENT_TYPE, Metrics
 from chainwatch.server import http as httpcheck
 from chainwatch.server.admission import Admission
 from chainwatch.server.catalog import build_catalogs, contracts_json
 from chainwatch.server.connection import Client, Connection
-from chainwatch.server.frames import Payload, event_result
-from chainwatch.server.hub import (
-    PREFIX_LEN,
-    Hub,
-    Recipient,
-    Subscription,
-    TokenInfo,
-    enrich,
-    tokens_needed,
-)
+from chainwatch.server.fanout import Fanout
+from chainwatch.server.hub import Hub, Recipient
 from chainwatch.server.limits import Gate, LogLimiter, Refusal, file_budget
+from chainwatch.server.replay import Replay
+from chainwatch.store.tokens import TokenCache
 
 if TYPE_CHECKING:
     from chainwatch.store import Store
@@ -70,13 +67,6 @@ log = logging.getLogger("chainwatch.server")
 # The transport's write buffer above which a client counts as not keeping up: frames then wait
 # in the client's own bounded queue.
 WRITE_LIMIT = 64 * 1024
-# Batches (one per sink call) waiting for the fan-out task.
-FANOUT_QUEUE = 10_000
-# Events per page when replaying from the store.
-REPLAY_PAGE = 500
-# How long token metadata that the store does not have yet is taken as unknown.
-TOKEN_MISS_TTL = 30.0
-TOKEN_CACHE_SIZE = 10_000
 CLOSE_TIMEOUT = 5.0
 # On SIGTERM, seconds the fan-out may take to route what is queued before clients are closed.
 DRAIN_QUEUE = 2.0
@@ -103,7 +93,6 @@ class Server:
         self.metrics = metrics or Metrics()
         # /healthz: the daemon's own view (a gateway's comes from the store), else the chains'.
         self._health = health or (lambda: httpcheck.healthz(self.statuses))
-        self._chain_names = {c.chain_id: c.name for c in settings.chains}
         self.store = store
         self.statuses = statuses
         self.stats: collections.Counter[str] = collections.Counter()
@@ -119,11 +108,29 @@ class Server:
         )
         self._gate = Gate(s, s.max_connections)
         self._refusal_log = LogLimiter()
-        self._replays = Admission(s.max_replays, s.max_queued_replays)
         self._hub = Hub(buffer_limit=s.max_queue_messages)
-        self._queue: asyncio.Queue[Sequence[Change]] = asyncio.Queue(FANOUT_QUEUE)
+        tokens = TokenCache(store)
+        self._fanout = Fanout(
+            self._hub,
+            tokens,
+            statuses,
+            metrics=self.metrics,
+            stats=self.stats,
+            chain_names={c.chain_id: c.name for c in settings.chains},
+            flush=self._flush,
+            overloaded=self._overloaded,
+        )
+        self._replay = Replay(
+            store,
+            self._hub,
+            tokens,
+            Admission(s.max_replays, s.max_queued_replays),
+            head_number=self._fanout.head_number,
+            stats=self.stats,
+            flush=self._flush,
+            close_client=self._close_client,
+        )
         self._oldest_cursor = 0  # the oldest cursor a subscription may resume from
-        self._tokens: dict[tuple[int, str], tuple[TokenInfo | None, float]] = {}
         self._ws: WsServer | None = None
         self._port: int | None = None
         self._tasks: asyncio.TaskGroup | None = None
@@ -228,7 +235,7 @@ class Server:
         assert ws is not None
         async with asyncio.TaskGroup() as tasks:
             self._tasks = tasks
-            fanout = tasks.create_task(self._fanout(), name="server fan-out")
+            fanout = tasks.create_task(self._fanout.run(), name="server fan-out")
             try:
                 if not ws.is_serving():
                     await ws.start_serving()
@@ -244,7 +251,7 @@ class Server:
         ws.server.close()  # stop accepting first: new clients go to another gateway
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(DRAIN_QUEUE):
-                await self._queue.join()
+                await self._fanout.join()
         self._flush(list(self._clients))
         ws.close(code=CloseCode.SERVICE_RESTART, reason="service restart")
         with contextlib.suppress(TimeoutError):
@@ -263,75 +270,18 @@ class Server:
     def on_changes(self, changes: Sequence[Change]) -> None:
         """Committed changes, in cursor order (the in-process hand-off, or a gateway's read of
         the log): queued for the fan-out task."""
-        if not changes:
-            return
-        try:
-            self._queue.put_nowait(changes)
-        except asyncio.QueueFull:
-            self._overloaded(changes)
+        self._fanout.on_changes(changes)
 
     async def refresh_oldest_cursor(self) -> None:
         """Read again the oldest cursor a subscription may resume from (after a pruning)."""
         self._oldest_cursor = await asyncio.to_thread(self.store.oldest_cursor)
 
-    def _overloaded(self, changes: Sequence[Change]) -> None:
-        """The fan-out task is this far behind (the store stalls token lookups): drop what
-        waits and close every client (1013), who resume from the log with their cursor."""
-        top = changes[-1].cursor
-        while not self._queue.empty():
-            top = max(top, self._queue.get_nowait()[-1].cursor)
-            self._queue.task_done()
-        self._hub.last_cursor = max(self._hub.last_cursor, top)
-        self.stats["fanout_overflow"] += 1
+    def _overloaded(self) -> None:
+        """The fan-out task is this far behind (the store stalls token lookups) and dropped what
+        waited: close every client (1013), who resume from the log with their cursor."""
         log.error("fan-out queue full: closing %d client(s) to resume later", len(self._clients))
         for client in list(self._clients):
             self._close_client(client, CloseCode.TRY_AGAIN_LATER, "server overloaded")
-
-    async def _fanout(self) -> None:
-        while True:
-            changes = await self._queue.get()
-            try:
-                await self._route(changes)
-            finally:
-                self._queue.task_done()
-
-    async def _route(self, changes: Sequence[Change]) -> None:
-        """Route one batch of changes and write to every client it touched."""
-        for change in changes:
-            if change.head is not None:
-                self._new_head(change.chain_id, change.head)
-        await self._ensure_tokens(changes)
-        try:
-            touched = self._hub.route(
-                changes, head_number=self._head_number, token_of=self._token_of
-            )
-        except Exception:
-            # A bug of ours: lose this batch, not the server and every subscriber with it.
-            log.exception("internal error routing changes %d-%d", changes[0].cursor,
-                          changes[-1].cursor)  # fmt: skip
-            self.stats["internal_error"] += 1
-            return
-        self._flush(touched)
-        metrics = self.metrics
-        delivered = self._hub.deliveries
-        if delivered:
-            metrics.deliveries.inc(delivered)
-            self._hub.deliveries = 0
-        metrics.change_cursor.set(self._hub.last_cursor)
-        committed_at = changes[-1].at
-        if committed_at:
-            metrics.delivery_latency.observe(max(0.0, time.time() - committed_at))
-
-    def _new_head(self, chain_id: int, head: Head) -> None:
-        """A head from the log: what eth_blockNumber, confirmations and /healthz read (in a
-        gateway, nothing else tells them)."""
-        status = self.statuses.get(chain_id)
-        if status is not None and (status.head is None or head.number >= status.head.number):
-            status.head = head
-            status.last_head_at = time.monotonic()
-            self.metrics.head_block.labels(self._chain_names.get(chain_id, str(chain_id))).set(
-                head.number
-            )
 
     def _flush(self, recipients: Iterable[Recipient]) -> None:
         for client in cast("Iterable[Client]", recipients):
@@ -358,49 +308,6 @@ class Server:
                 await conn.close(code, reason)
         except TimeoutError:
             conn.transport.abort()
-
-    # --- chains and tokens --------------------------------------------------------------------
-
-    def _head_number(self, chain_id: int) -> int | None:
-        status = self.statuses.get(chain_id)
-        if status is None or status.head is None:
-            return None
-        return status.head.number
-
-    def _token_of(self, chain_id: int, address: str) -> TokenInfo | None:
-        entry = self._tokens.get((chain_id, address))
-        return entry[0] if entry is not None else None
-
-    async def _ensure_tokens(self, changes: Iterable[Change]) -> None:
-        """Read the metadata of the ERC-20 tokens in ``changes`` that the cache lacks."""
-        now = time.monotonic()
-        missing: list[tuple[int, str]] = []
-        for change in changes:
-            event = change.event
-            if event is None:
-                continue
-            for address in tokens_needed((event,)):
-                key = (event.chain_id, address)
-                entry = self._tokens.get(key)
-                if (entry is None or (entry[0] is None and entry[1] < now)) and (
-                    key not in missing
-                ):
-                    missing.append(key)
-        if not missing:
-            return
-
-        def read() -> dict[tuple[int, str], TokenInfo | None]:
-            return {key: self.store.token(*key) for key in missing}
-
-        try:
-            found = await asyncio.to_thread(read)
-        except StoreError as exc:
-            log.warning("cannot read token metadata: %s", exc)
-            found = dict.fromkeys(missing)
-        for key, info in found.items():
-            if len(self._tokens) >= TOKEN_CACHE_SIZE:
-                del self._tokens[next(iter(self._tokens))]
-            self._tokens[key] = (info, now + TOKEN_MISS_TTL)
 
     # --- connections --------------------------------------------------------------------------
 
@@ -508,7 +415,7 @@ class Server:
         session = Session(
             conn.chain_id,
             self._catalogs,
-            head_number=self._head_number,
+            head_number=self._fanout.head_number,
             contracts=self._contracts,
             limits=self._limits,
             now=loop.time(),
@@ -556,65 +463,8 @@ class Server:
                 sub = self._hub.subscribe(client, effect.id, effect.spec)
                 self.stats["subscriptions"] += 1
                 if sub.buffer is not None:
-                    async with self._replays.slot():  # raises Busy: see _handle
-                        await self._replay(client, sub, self._hub.last_cursor)
-
-    # --- replay -------------------------------------------------------------------------------
-
-    async def _replay(self, client: Client, sub: Subscription, upto: int) -> None:
-        """Send the changes of the log with ``since < cursor <= upto`` that ``sub`` is owed
-        (the hub's rules for a resuming subscriber), then what arrived meanwhile (see
-        :meth:`Hub.end_replay`)."""
-        event_filter = sub.group.event_filter
-        assert event_filter is not None and sub.since is not None
-        chain_id = event_filter.chain_id
-        confirmed_only = event_filter.finality == "confirmed"
-        wanted = ("confirmed", "removed") if confirmed_only else ("new", "removed")
-        page_size = max(1, min(REPLAY_PAGE, client.max_messages // 2))
-        cursor = sub.since
-        while cursor < upto:
-            try:
-                page = await asyncio.to_thread(
-                    self.store.changes_after, cursor, limit=page_size, chain_id=chain_id
-                )
-            except CursorExpired as exc:
-                log.info("replay from an expired cursor: %s", exc)
-                self._close_client(client, CloseCode.POLICY_VIOLATION, "cursor expired")
-                return
-            except StoreError as exc:
-                log.error("replay failed: %s", exc)
-                self._close_client(client, CloseCode.INTERNAL_ERROR, "store unavailable")
-                return
-            if client.closing or sub.buffer is None:
-                return  # disconnected, or unsubscribed
-            if not page:
-                break
-            await self._ensure_tokens(page)
-            head_number = self._head_number(chain_id)
-            for change in page:
-                if change.cursor > upto:
-                    cursor = upto
-                    break
-                cursor = change.cursor
-                event = change.event
-                if event is None or change.kind not in wanted:
-                    continue
-                if confirmed_only and change.kind == "removed" and change.prior == "new":
-                    continue  # never confirmed: nothing to take back
-                amount, token, amount_text, erc20 = enrich(
-                    event, lambda a: self._token_of(chain_id, a)
-                )
-                if not event_filter.matches(event, amount):
-                    continue
-                data = event_result(event, head_number, token, amount_text, erc20, cursor)
-                self._hub.send(sub, Payload(data, PREFIX_LEN))
-                self.stats["replayed"] += 1
-            self._flush((client,))
-            await client.writable()
-            if client.closing or sub.buffer is None:
-                return
-        self.stats["replay_buffered"] += self._hub.end_replay(sub, upto)
-        self._flush((client,))
+                    # Raises Busy when no replay slot will be free: see _handle.
+                    await self._replay.run(client, sub, self._hub.last_cursor)
 
 
 def _response(status: int, body: bytes, content_type: str, head: bool = False) -> Response:

@@ -7,7 +7,8 @@ server's frames are not masked (RFC 6455 section 5.1), so a frame is ``header + 
 result + suffix`` where the header depends only on the total length: with the fixed-length ids
 of :func:`chainwatch.core.protocol.new_subscription_id`, one header serves every subscriber.
 Delivering to a subscriber is then four references appended to its pending list, and a whole
-block's notifications leave in one ``transport.write``.
+block's notifications leave in one ``transport.write``. The RESULT of a ``chainwatch_subscribe``
+notification is the alert body every channel shares (:func:`chainwatch.core.alert.alert_body`).
 
 No I/O here: these are bytes in, bytes out.
 """
@@ -17,11 +18,10 @@ from __future__ import annotations
 import struct
 
 from chainwatch.core import rpc
-from chainwatch.core.model import JSON, Head, Log, StoredEvent
+from chainwatch.core.model import JSON, Head, Log
 
 __all__ = [
     "Payload",
-    "event_result",
     "head_result",
     "log_result",
     "notification_parts",
@@ -88,32 +88,4 @@ def log_result(log: Log, removed: bool) -> bytes:
     """A logs result in the node's format; ``removed`` true when a reorg orphaned the log."""
     obj = log.to_rpc()
     obj["removed"] = removed
-    return rpc.dumps_bytes(obj)
-
-
-def event_result(
-    event: StoredEvent,
-    head_number: int | None,
-    token: tuple[str | None, int | None] | None = None,
-    amount: str | None = None,
-    erc20: bool = False,
-    cursor: int | None = None,
-) -> bytes:
-    """A chainwatch_subscribe result: the event's JSON form, the ``cursor`` of the change it
-    reports (what a client resumes from), its ``confirmations`` (0 once removed; None before
-    the first head), ``historical`` and, for an ERC-20 transfer, ``token`` ({symbol, decimals}
-    or None if unknown) and ``amount`` (scaled value or None)."""
-    obj = event.to_json()
-    if cursor is not None:
-        obj["cursor"] = cursor
-    if event.status == "removed":
-        obj["confirmations"] = 0
-    elif head_number is None:
-        obj["confirmations"] = None
-    else:
-        obj["confirmations"] = max(0, head_number - event.log.block_number + 1)
-    obj["historical"] = event.historical
-    if erc20:
-        obj["token"] = {"symbol": token[0], "decimals": token[1]} if token is not None else None
-        obj["amount"] = amount
     return rpc.dumps_bytes(obj)

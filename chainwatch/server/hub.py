@@ -33,24 +33,17 @@ covered. Cursors make the seam exact: nothing twice, nothing missed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from decimal import Decimal
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from chainwatch.core.filters import EventFilter, LogFilter, erc20_value, scale_amount
+from chainwatch.core.alert import Enrichment, TokenInfo, alert_body, enrich
+from chainwatch.core.filters import EventFilter, LogFilter
 from chainwatch.core.model import Change, StoredEvent
 from chainwatch.core.protocol import EventsSpec, HeadsSpec, LogsSpec, Spec, new_subscription_id
-from chainwatch.server.frames import (
-    Payload,
-    event_result,
-    head_result,
-    log_result,
-    notification_parts,
-)
+from chainwatch.server.frames import Payload, head_result, log_result, notification_parts
 
-__all__ = ["Group", "Hub", "Recipient", "Subscription", "TokenInfo"]
+__all__ = ["Group", "Hub", "Recipient", "Subscription"]
 
-TokenInfo = tuple[str | None, int | None]
 PREFIX_LEN = len(notification_parts(new_subscription_id())[0])
 
 
@@ -319,7 +312,7 @@ class Hub:
         cursor = change.cursor
         log_payload: Payload | None = None
         event_payload: Payload | None = None
-        enriched: tuple[Decimal | None, TokenInfo | None, str | None, bool] | None = None
+        enriched: Enrichment | None = None
         for group in groups:
             # Which subscribers of the group: all, those whose floor is below the event's
             # first sighting (its id), or those that could have been sent its confirmation.
@@ -347,11 +340,10 @@ class Hub:
                 assert group.event_filter is not None
                 if enriched is None:
                     enriched = enrich(event, lambda a: token_of(event.chain_id, a))
-                if not group.event_filter.matches(event, enriched[0]):
+                if not group.event_filter.matches(event, enriched.amount):
                     continue
                 if event_payload is None:
-                    _, token, amount, erc20 = enriched
-                    data = event_result(event, head_number, token, amount, erc20, cursor)
+                    data = alert_body(event, head_number, enriched, cursor)
                     event_payload = Payload(data, PREFIX_LEN)
                 payload = event_payload
             deliver = self._deliver
@@ -401,25 +393,3 @@ class Hub:
             self.send(sub, payload)
             sent += 1
         return sent
-
-
-def enrich(
-    event: StoredEvent, token_of: Callable[[str], TokenInfo | None]
-) -> tuple[Decimal | None, TokenInfo | None, str | None, bool]:
-    """(amount for ``where``, token, amount text, is an ERC-20 transfer) of an event."""
-    value = erc20_value(event)
-    if value is None:
-        return None, None, None, False
-    token = token_of(event.log.address)
-    decimals = token[1] if token is not None else None
-    if decimals is None:
-        return None, token, None, True
-    amount = scale_amount(value, decimals)
-    return Decimal(amount), token, amount, True
-
-
-def tokens_needed(events: Iterable[StoredEvent]) -> set[str]:
-    """Addresses of what may be ERC-20 transfers among ``events`` (whose token metadata is
-    needed): a ``Transfer`` with three topics. Its value is not parsed here, once per copy of
-    the event in a batch; a malformed one costs only a metadata lookup."""
-    return {e.log.address for e in events if e.event == "Transfer" and len(e.log.topics) == 3}

@@ -15,17 +15,13 @@ from hypothesis import strategies as st
 from websockets.frames import Frame, Opcode
 
 from chainwatch.core import rpc
+from chainwatch.core.alert import TokenInfo, alert_body
 from chainwatch.core.filters import Catalog, ContractSchema, EventSchema, parse_event_filter
 from chainwatch.core.filters import parse_log_filter as log_filter
 from chainwatch.core.model import Change, Head, Log, Status, StoredEvent
 from chainwatch.core.protocol import EventsSpec, HeadsSpec, LogsSpec
-from chainwatch.server.frames import (
-    Payload,
-    event_result,
-    notification_parts,
-    text_frame_header,
-)
-from chainwatch.server.hub import PREFIX_LEN, Hub, TokenInfo
+from chainwatch.server.frames import Payload, notification_parts, text_frame_header
+from chainwatch.server.hub import PREFIX_LEN, Hub
 
 CHAIN = 31337
 TOKEN = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
@@ -150,7 +146,7 @@ def route(
 
 def replayed(event: StoredEvent, cursor: int) -> Payload:
     """What the server's replay sends for a change it read from the log."""
-    return Payload(event_result(event, 10, cursor=cursor), PREFIX_LEN)
+    return Payload(alert_body(event, 10, cursor=cursor), PREFIX_LEN)
 
 
 # --- frames ----------------------------------------------------------------------------------
