@@ -31,6 +31,15 @@ from typing import Any, TypeVar
 
 from chainwatch.config import ChainSettings, redact_url
 from chainwatch.core.backoff import backoff
+from chainwatch.core.heads import (
+    Advance,
+    FetchGap,
+    HeadTracker,
+    Ignore,
+    Reason,
+    Reorg,
+    StoreLate,
+)
 from chainwatch.core.model import (
     Checkpoint,
     DecodedEvent,
@@ -75,8 +84,6 @@ GROUP_MAX_EVENTS = 5_000
 # Groups handed to the writer and not yet taken; the pipeline waits when the writer is this far
 # behind (the database is the bottleneck), so memory stays bounded.
 WRITE_QUEUE = 8
-# Stored block hashes remembered in memory, to recognise late logs and repeated heads.
-RECENT_BLOCKS = 256
 # Seconds to wait for a token's symbol() or decimals(); a contract that loops is no token.
 TOKEN_CALL_TIMEOUT = 5.0
 # Events stored `new` kept in memory until confirmed (beyond it they are read back when needed).
@@ -84,8 +91,6 @@ MAX_UNCONFIRMED = 100_000
 # Stored blocks whose logs are fetched again on a reconnect: heads and logs are separate
 # subscriptions, and a log sent after its block's head may have gone with the connection.
 RECHECK_BLOCKS = 8
-# Held logs of blocks whose head has not come are dropped this many blocks behind the tip.
-PENDING_HORIZON = 128
 
 
 @quick_init
@@ -131,7 +136,8 @@ class ChainIngest:
         if not self.status.providers:
             self.status.providers = [ProviderStatus(redact_url(u)) for u in chain.providers]
         self.exit_on_fatal = exit_on_fatal
-        self.tip: Head | None = None  # newest block whose events are all stored
+        # The tip, the recent stored blocks and the held logs: the reorg and gap rules.
+        self.heads = HeadTracker()
         self.store_executor = store_executor
         self.suspect = False  # an unreadable log notification came: fetch the next block whole
         self.group_heads: list[Head] = []  # blocks advanced to, not yet handed to the writer
@@ -140,16 +146,12 @@ class ChainIngest:
             WRITE_QUEUE
         )
         self.unconfirmed: dict[int, StoredEvent] = {}  # id -> stored event still `new`
-        self.pending: dict[str, dict[int, Log]] = {}  # block hash -> log index -> held log
-        self.recent: dict[int, str] = {}  # number -> hash of the recent blocks stored
         self.known_tokens: set[str] = set()
         self.conn: ProviderConnection | None = None  # the provider of the item in process
-        self.tip_source: int | None = None  # the provider whose head is our tip
         self.failed_at_start: set[int] = set()
         self.connected_once: set[int] = set()
         self.inbox: asyncio.Queue[_Item] = asyncio.Queue(INBOX_SIZE)
         self.caught_up = asyncio.Event()
-        self.block_time: float | None = None  # seconds, observed from head timestamps
         self.stats = {"heads": 0, "logs": 0, "events": 0, "reorgs": 0, "malformed": 0, "gaps": 0}
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -287,15 +289,16 @@ class ChainIngest:
                 self.conn = None
 
     async def _on_connect(self, conn: ProviderConnection, source: int) -> None:
-        if self.tip is None:
+        tip = self.heads.tip
+        if tip is None:
             await self._catch_up(conn, historical=not self.caught_up.is_set())
-            self.tip_source = source
+            self.heads.follow(source)
             self.caught_up.set()
             return
         # Live already (a reconnect, or another provider): fill what we missed, if anything.
         latest = await self._block(conn, "latest")
         await self._recheck(conn)
-        if latest.number > self.tip.number:
+        if latest.number > tip.number:
             # Not as a live head: blocks mined before this connection subscribed have their
             # logs in no notification, so they are fetched, never taken from what is held.
             await self._on_head(conn, latest, source, live=False)
@@ -305,19 +308,10 @@ class ChainIngest:
         ``stale_after``, else 3 x the observed block time (at least MIN_STALE_AFTER)."""
         if self.chain.stale_after is not None:
             return self.chain.stale_after
-        if self.block_time is None:
+        block_time = self.heads.block_time
+        if block_time is None:
             return DEFAULT_STALE_AFTER
-        return max(MIN_STALE_AFTER, 3 * self.block_time)
-
-    def _observe_block_time(self, head: Head) -> None:
-        tip = self.tip
-        if tip is None or head.number != tip.number + 1 or head.timestamp <= tip.timestamp:
-            return
-        interval = float(head.timestamp - tip.timestamp)
-        # A slow moving average: one odd block does not move the watchdog much.
-        self.block_time = (
-            interval if self.block_time is None else 0.9 * self.block_time + 0.1 * interval
-        )
+        return max(MIN_STALE_AFTER, 3 * block_time)
 
     def _malformed(self, conn: ProviderConnection, what: str, exc: object) -> None:
         self.stats["malformed"] += 1
@@ -338,7 +332,7 @@ class ChainIngest:
             if start is None or start > latest.number:
                 # Nothing to load: begin live at the head.
                 await self._commit([], latest)
-                self.tip = latest
+                self.heads.reached(latest)
                 return
             first = start
         else:
@@ -358,7 +352,7 @@ class ChainIngest:
                 f"(block {checkpoint.block_number}); waiting for it"
             )
         if canonical.hash == checkpoint.block_hash:
-            self.tip = canonical
+            self.heads.reached(canonical)
             return checkpoint.block_number
         log.warning(
             "%s: stored checkpoint %d is no longer canonical (reorg while stopped)",
@@ -384,22 +378,23 @@ class ChainIngest:
                 else await self._block(conn, hex(hi))
             )
             await self._commit(self._route(logs, historical=historical), head)
-            self.tip = head
-        if end_head is not None and (self.tip is None or self.tip.number < end_head.number):
+            self.heads.reached(head)
+        tip = self.heads.tip
+        if end_head is not None and (tip is None or tip.number < end_head.number):
             await self._commit([], end_head)
-            self.tip = end_head
+            self.heads.reached(end_head)
 
     async def _recheck(self, conn: ProviderConnection) -> None:
         """Fetch the logs of the last RECHECK_BLOCKS stored blocks again and store what is
         missing: a log sent after its block's head may have gone with the last connection.
         Logs of other blocks at those heights (another fork) are left to the heads' reorg
         check."""
-        tip = self.tip
+        tip = self.heads.tip
         if tip is None:
             return
         first = max(0, tip.number - RECHECK_BLOCKS + 1)
         async for _, logs in self._chunks(conn, first, tip.number):
-            ours = [e for e in logs if self.recent.get(e.block_number) == e.block_hash]
+            ours = [e for e in logs if self.heads.is_stored(e.block_number, e.block_hash)]
             if ours:
                 await self._commit(self._route(ours, historical=False), None)
 
@@ -454,24 +449,19 @@ class ChainIngest:
 
     async def _on_log(self, entry: Log) -> None:
         self.stats["logs"] += 1
-        if entry.removed:
-            return  # reorgs are found from the heads; the orphaned logs are marked then
-        if self.recent.get(entry.block_number) == entry.block_hash:
+        action = self.heads.on_log(entry)
+        if isinstance(action, StoreLate):
             # Its block is stored already: a duplicate (dropped by the store), or a log that
-            # came after its block's head — logs and heads are separate subscriptions, and a
-            # node may send a block's logs after later heads (anvil does, after a reorg).
-            await self._commit(self._route([entry], historical=False), None)
-            return
-        # Not of a block we stored: its head is still to come (or it is an orphan's, and is
-        # forgotten PENDING_HORIZON blocks later).
-        self.pending.setdefault(entry.block_hash, {})[entry.log_index] = entry
+            # came after its block's head (logs and heads are separate subscriptions).
+            await self._commit(self._route([action.log], historical=False), None)
+        # Otherwise held until its head comes, or a removed log (reorgs come from the heads).
 
     async def _on_suspect(self, conn: ProviderConnection) -> None:
         """A watched log came that we cannot read. Its block is the tip (heads may come before
         their logs) or the next one: fetch the tip's logs now, and the next block's whole."""
         self.suspect = True
-        tip = self.tip
-        if tip is not None and self.recent.get(tip.number) == tip.hash:
+        tip = self.heads.tip
+        if tip is not None and self.heads.is_stored(tip.number, tip.hash):
             logs = await self._get_logs(conn, {"blockHash": tip.hash})
             await self._commit(self._route(logs, historical=False), None)
 
@@ -479,39 +469,32 @@ class ChainIngest:
         self, conn: ProviderConnection, head: Head, source: int, *, live: bool = True
     ) -> None:
         self.stats["heads"] += 1
-        tip = self.tip
-        if tip is not None and head.number <= tip.number and source != self.tip_source:
-            # First arrival wins: another provider's copy, or a lagging or competing head at
-            # our height. Only a longer chain moves us to another fork: no flapping.
+        tip = self.heads.tip
+        action = self.heads.on_head(head, source, live=live)
+        if action == Ignore(Reason.NOT_FIRST):
             return
-        self._observe_block_time(head)
         self.status.head = head if tip is None or head.number >= tip.number else self.status.head
         self.status.last_head_at = time.monotonic()
-        self.tip_source = source
-        if tip is None or (live and head.number == tip.number + 1 and head.parent_hash == tip.hash):
-            await self._advance(head)
+        if isinstance(action, Advance):
+            await self._advance(action.head, action.logs)
             return
-        if self.recent.get(head.number) == head.hash:
+        if isinstance(action, Ignore):
             return  # a head we stored already
-        current = await self._block(conn, hex(tip.number), missing_ok=True)
-        if current is None:
-            return  # this provider has not reached our tip: it lags, it does not disagree
-        if current.hash == tip.hash:
-            if head.number <= tip.number:
-                return  # a head that was queued while we loaded past it
-            # A gap: blocks we heard no head for (a dropped notification, a burst).
+        current = await self._block(conn, hex(action.tip.number), missing_ok=True)
+        then = self.heads.on_tip_block(action, current.hash if current is not None else None)
+        if isinstance(then, FetchGap):
             self.stats["gaps"] += 1
-            await self._load_range(conn, tip.number + 1, head.number, end_head=head)
-            self._released(head)
-            return
-        # The new head does not extend our tip: a reorg.
-        self.stats["reorgs"] += 1
-        self.metrics.reorgs.labels(self.chain.name).inc()
-        fork = await self._rewind(conn, min(tip.number, head.number - 1))
-        await self._load_range(conn, fork + 1, head.number, end_head=head)
-        self._released(head)
+            await self._load_range(conn, then.first, then.last, end_head=then.head)
+            self.heads.released(then.head)
+        elif isinstance(then, Reorg):
+            self.stats["reorgs"] += 1
+            self.metrics.reorgs.labels(self.chain.name).inc()
+            fork = await self._rewind(conn, then.from_number)
+            await self._load_range(conn, fork + 1, then.head.number, end_head=then.head)
+            self.heads.released(then.head)
+        # Otherwise nothing: the provider lags, or the head was queued while we loaded past it.
 
-    async def _advance(self, head: Head) -> None:
+    async def _advance(self, head: Head, held: Sequence[Log]) -> None:
         """Decode the held logs of ``head`` and hand them to the writer, which commits them
         with the checkpoint moved to ``head``.
 
@@ -519,8 +502,7 @@ class ChainIngest:
         are grouped into one transaction, up to GROUP_MAX_BLOCKS or GROUP_MAX_EVENTS; with an
         empty inbox the block goes to the writer at once, so grouping never adds latency.
         """
-        held = self.pending.pop(head.hash, {})
-        logs = [held[i] for i in sorted(held)]
+        logs = list(held)
         if self.suspect and self.conn is not None:
             # A log notification before this head was unreadable: ask for the block's logs.
             logs = await self._get_logs(self.conn, {"blockHash": head.hash})
@@ -530,8 +512,7 @@ class ChainIngest:
             await self._remember_tokens(self.conn, events)
         self.group_events += events
         self.group_heads.append(head)
-        self.tip = head
-        self._remember(head)
+        self.heads.advanced(head)
         if (
             self.inbox.empty()
             or len(self.group_heads) >= GROUP_MAX_BLOCKS
@@ -574,26 +555,9 @@ class ChainIngest:
                 taken += 1
             await self._write(events, heads[-1], heads)
             for head in heads:
-                self._released(head)
+                self.heads.released(head)
             for _ in range(taken):
                 self.writes.task_done()
-
-    def _remember(self, head: Head) -> None:
-        self.recent[head.number] = head.hash
-        if len(self.recent) > 2 * RECENT_BLOCKS:
-            floor = head.number - RECENT_BLOCKS
-            self.recent = {n: h for n, h in self.recent.items() if n > floor}
-
-    def _released(self, head: Head) -> None:
-        """``head`` and everything below it are stored: forget held logs."""
-        self.pending.pop(head.hash, None)
-        horizon = head.number - PENDING_HORIZON
-        for block_hash in [
-            h
-            for h, held in self.pending.items()
-            if next(iter(held.values())).block_number < horizon
-        ]:
-            del self.pending[block_hash]
 
     async def _rewind(self, conn: ProviderConnection, from_number: int) -> int:
         """Walk back from ``from_number`` to the highest stored block that is still canonical;
@@ -636,9 +600,7 @@ class ChainIngest:
                 self.store.reorg, chain_id, orphaned, checkpoint, fork + 1, lease=self.lease
             )
         )
-        self.tip = fork_head
-        for number in [n for n in self.recent if n > fork]:
-            del self.recent[number]
+        self.heads.rewound(fork, fork_head)
         log.warning(
             "%s: reorg: fork at block %d, %d events removed", self.chain.name, fork, len(changed)
         )
@@ -665,7 +627,7 @@ class ChainIngest:
         if self.conn is not None:
             await self._remember_tokens(self.conn, events)
         if head is not None:
-            self._remember(head)
+            self.heads.remember(head)
         return await self._write(events, head, [head] if head is not None else [])
 
     async def _write(
