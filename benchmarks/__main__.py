@@ -20,7 +20,7 @@ from typing import Any
 
 from benchmarks.common import loop_milliseconds, machine
 
-BENCHMARKS = ("decode", "cli", "ingest", "fanout", "latency", "history")
+BENCHMARKS = ("decode", "cli", "ingest", "fanout", "latency", "gateway", "history")
 HERE = Path(__file__).resolve().parent
 HEADER = ("benchmark", "chainwatch", "baseline", "unit", "ratio")
 
