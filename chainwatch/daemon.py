@@ -15,7 +15,7 @@ import logging
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from chainwatch.config import ChainSettings, Settings
 from chainwatch.core import rpc
@@ -29,6 +29,9 @@ from chainwatch.ingest.leader import ChainLeadership, holder_name
 from chainwatch.metrics import Metrics, start_http
 from chainwatch.server.feed import ChangeFeed
 from chainwatch.store import Lease, Store
+
+if TYPE_CHECKING:
+    from chainwatch.server import Server
 
 log = logging.getLogger("chainwatch.daemon")
 # Collections of the middle generation between two full ones, once live (default 10).
@@ -83,7 +86,7 @@ class Daemon:
         }
         self.metrics = Metrics()
         self.store: Store | None = None
-        self.server: object | None = None
+        self.server: Server | None = None
         self.ingests: list[ChainIngest] = []
         self.leaderships: list[ChainLeadership] = []
         self.feed: ChangeFeed | None = None
@@ -198,7 +201,7 @@ class Daemon:
                     log.info("pruned %d changes older than %g s", pruned, retention)
                     server = self.server
                     if server is not None:
-                        await server.refresh_oldest_cursor()  # type: ignore[attr-defined]
+                        await server.refresh_oldest_cursor()
             await asyncio.sleep(every)
 
     async def _watch_leaders(self, store: Store) -> None:
@@ -208,7 +211,7 @@ class Daemon:
             try:
                 self.leaders = await asyncio.to_thread(store.leaders)
                 if server is not None:
-                    await server.refresh_oldest_cursor()  # type: ignore[attr-defined]
+                    await server.refresh_oldest_cursor()
             except StoreError as exc:
                 log.warning("cannot read the leases: %s", exc)
                 self.leaders = {}

@@ -44,6 +44,9 @@ from chainwatch.server.frames import Payload, head_result, log_result, notificat
 
 __all__ = ["Group", "Hub", "Recipient", "Subscription"]
 
+#: A floor below which only subscriptions resuming with ``since`` lie (their floor is 0): for a
+#: removal whose confirmation this hub never routed, so no live subscriber can have been sent.
+RESUMING_ONLY = 1
 PREFIX_LEN = len(notification_parts(new_subscription_id())[0])
 
 
@@ -326,7 +329,7 @@ class Hub:
                 if change.prior == "new":
                     continue  # never confirmed: no confirmed subscriber holds it
                 # Unknown confirmation (before this hub's memory): resuming subscribers only.
-                floor_below = confirmed_at[0] if confirmed_at is not None else 1
+                floor_below = confirmed_at[0] if confirmed_at is not None else RESUMING_ONLY
             elif kind != "confirmed":
                 continue
             if group.kind == "logs":
