@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import multiprocessing
 import os
 import secrets
 import statistics
@@ -50,7 +49,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +60,7 @@ from benchmarks.bench_latency import (
     PROCESSES,
     RATE,
     SECONDS,
-    _subscribers_main,
+    subscribers,
 )
 from benchmarks.common import (
     PG_URL,
@@ -202,33 +201,6 @@ class Phase:
     delivered: float  # notifications the server delivered (its /metrics)
     cpu: dict[str, float] = field(default_factory=dict)  # role -> CPU seconds in the window
     loop_cpu: dict[str, float] = field(default_factory=dict)  # the same, its main thread only
-
-
-@contextlib.asynccontextmanager
-async def subscribers(url: str) -> AsyncIterator[list[Any]]:
-    """bench_latency's subscriber processes on ``url``, all subscribed; yields their pipes."""
-    context = multiprocessing.get_context("spawn")
-    children = []
-    try:
-        for p in range(PROCESSES):
-            mine, theirs = context.Pipe()
-            process = context.Process(
-                target=_subscribers_main,
-                args=(url, p * CONNECTIONS, CONNECTIONS, theirs),
-                daemon=True,
-            )
-            process.start()
-            children.append((process, mine))
-        for _, mine in children:
-            message = await asyncio.wait_for(asyncio.to_thread(mine.recv), 180)
-            if message != "ready":
-                raise RuntimeError(f"subscribers: {message}")
-        yield [mine for _, mine in children]
-    finally:
-        for process, _ in children:
-            if process.is_alive():
-                process.terminate()
-            process.join(10)
 
 
 async def start_roles(folder: Path, config: str, port: int, gateway: bool) -> list[Role]:

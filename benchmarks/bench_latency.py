@@ -24,6 +24,7 @@ import multiprocessing
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -113,12 +114,39 @@ def _new_events(received: list[tuple[str | bytes, float]]) -> list[tuple[int, in
     return out
 
 
+@contextlib.asynccontextmanager
+async def subscribers(url: str) -> AsyncIterator[list[Any]]:
+    """The subscriber processes on ``url``, all subscribed; yields their pipes (each sends
+    its deliveries once the provider has played)."""
+    context = multiprocessing.get_context("spawn")
+    children = []
+    try:
+        for p in range(PROCESSES):
+            mine, theirs = context.Pipe()
+            process = context.Process(
+                target=_subscribers_main,
+                args=(url, p * CONNECTIONS, CONNECTIONS, theirs),
+                daemon=True,
+            )
+            process.start()
+            children.append((process, mine))
+        for _, mine in children:
+            message = await asyncio.wait_for(asyncio.to_thread(mine.recv), 180)
+            if message != "ready":
+                raise RuntimeError(f"subscribers: {message}")
+        yield [mine for _, mine in children]
+    finally:
+        for process, _ in children:
+            if process.is_alive():
+                process.terminate()
+            process.join(10)
+
+
 async def measure() -> dict[str, float]:
     from chainwatch.config import load_settings
     from chainwatch.daemon import Daemon
 
     blocks = RATE * SECONDS // LOGS_PER_BLOCK
-    context = multiprocessing.get_context("spawn")
     with (
         tempfile.TemporaryDirectory() as folder,
         SpawnedProvider(blocks, LOGS_PER_BLOCK) as provider,
@@ -147,36 +175,18 @@ async def measure() -> dict[str, float]:
         )
         daemon = Daemon(settings)
         task = asyncio.create_task(daemon.run())
-        children = []
         try:
             waiter = asyncio.create_task(daemon.started.wait())
             await asyncio.wait([waiter, task], timeout=60, return_when=asyncio.FIRST_COMPLETED)
             if task.done():
                 task.result()
-            url = f"ws://127.0.0.1:{port}"
-            for p in range(PROCESSES):
-                mine, theirs = context.Pipe()
-                process = context.Process(
-                    target=_subscribers_main,
-                    args=(url, p * CONNECTIONS, CONNECTIONS, theirs),
-                    daemon=True,
-                )
-                process.start()
-                children.append((process, mine))
-            for _, mine in children:
-                message = await asyncio.wait_for(asyncio.to_thread(mine.recv), 180)
-                if message != "ready":
-                    raise RuntimeError(f"subscribers: {message}")
-            await provider.play(rate=RATE)
-            deliveries: list[tuple[int, int, float]] = []
-            for _, mine in children:
-                deliveries += await asyncio.wait_for(asyncio.to_thread(mine.recv), 180)
+            async with subscribers(f"ws://127.0.0.1:{port}") as pipes:
+                await provider.play(rate=RATE)
+                deliveries: list[tuple[int, int, float]] = []
+                for mine in pipes:
+                    deliveries += await asyncio.wait_for(asyncio.to_thread(mine.recv), 180)
             sent = {(b, i): t for b, i, t in await provider.call("replay_send_times")}
         finally:
-            for process, _ in children:
-                if process.is_alive():
-                    process.terminate()
-                process.join(10)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
