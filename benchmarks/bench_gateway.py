@@ -41,7 +41,6 @@ import asyncio
 import contextlib
 import json
 import os
-import secrets
 import statistics
 import subprocess
 import sys
@@ -49,7 +48,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,12 +59,14 @@ from benchmarks.bench_latency import (
     PROCESSES,
     RATE,
     SECONDS,
+    SUBSCRIBER_LIMITS,
     subscribers,
 )
 from benchmarks.common import (
     PG_URL,
     free_port,
     postgres_available,
+    postgres_schema,
     quiet_logs,
     row,
     write_config,
@@ -84,22 +85,6 @@ def cpu_seconds(stat_path: str) -> float:
     stat = Path(stat_path).read_text()
     fields = stat[stat.rindex(")") + 2 :].split()  # the command may hold spaces and brackets
     return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-@contextlib.contextmanager
-def postgres_schema() -> Iterator[str]:
-    """A new, uniquely named schema in the test database (its name); dropped after."""
-    import psycopg
-
-    name = f"cw_bench_{secrets.token_hex(4)}"
-    admin = PG_URL.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{name}"')
-    try:
-        yield name
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
 def commit_times(schema: str) -> dict[tuple[int, int], float]:
@@ -261,17 +246,6 @@ class CpuClock:
 async def measure(gateway: bool) -> Phase:
     """One set-up (gateway or in-process) on its own schema, provider and subscribers."""
     blocks = RATE * SECONDS // LOGS_PER_BLOCK
-    # One address opens every subscriber's connection at once, each with a filter.
-    clients = PROCESSES * CONNECTIONS + 100
-    limits = "\n".join(
-        f"{key} = {value}"
-        for key, value in (
-            ("max_connections_per_ip", clients),
-            ("max_handshakes", clients),
-            ("max_handshakes_per_ip", clients),
-            ("max_match_cost_per_ip", 10 * clients),
-        )
-    )
     with (
         tempfile.TemporaryDirectory() as tmp,
         postgres_schema() as schema,
@@ -284,7 +258,7 @@ async def measure(gateway: bool) -> Phase:
             provider_url=provider.url,
             storage_url=f"{PG_URL}?options=-csearch_path%3D{schema}",
             server_port=port,
-            extra_server=limits,
+            extra_server=SUBSCRIBER_LIMITS,
         )
         roles = await start_roles(folder, str(config), port, gateway)
         try:

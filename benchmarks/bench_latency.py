@@ -39,6 +39,17 @@ LOGS_PER_BLOCK = 50
 PROCESSES = 4
 CONNECTIONS = 250  # per process
 FIREHOSE_EVERY = 100  # every 100th subscriber takes every event: 10 of 1,000
+# `[server]` lines for a thousand clients from one address, most with a `where`: past the
+# limits a server exposed to strangers keeps per address (README, "Safe to expose").
+SUBSCRIBER_LIMITS = "\n".join(
+    f"{key} = {value}"
+    for key, value in (
+        ("max_connections_per_ip", PROCESSES * CONNECTIONS + 100),
+        ("max_handshakes", PROCESSES * CONNECTIONS + 100),
+        ("max_handshakes_per_ip", PROCESSES * CONNECTIONS + 100),
+        ("max_match_cost_per_ip", 10 * (PROCESSES * CONNECTIONS + 100)),
+    )
+)
 
 
 def subscriber_filter(index: int) -> dict[str, Any]:
@@ -152,25 +163,13 @@ async def measure() -> dict[str, float]:
         SpawnedProvider(blocks, LOGS_PER_BLOCK) as provider,
     ):
         port = free_port()
-        # A thousand clients from one address, most with a `where`: past the limits a server
-        # exposed to strangers keeps per address (README, "Safe to expose").
-        clients = PROCESSES * CONNECTIONS + 100
-        limits = "\n".join(
-            f"{key} = {value}"
-            for key, value in (
-                ("max_connections_per_ip", clients),
-                ("max_handshakes", clients),
-                ("max_handshakes_per_ip", clients),
-                ("max_match_cost_per_ip", 10 * clients),
-            )
-        )
         settings = load_settings(
             write_config(
                 Path(folder),
                 provider_url=provider.url,
                 storage_url=f"sqlite:///{Path(folder) / 'chainwatch.db'}",
                 server_port=port,
-                extra_server=limits,
+                extra_server=SUBSCRIBER_LIMITS,
             )
         )
         daemon = Daemon(settings)

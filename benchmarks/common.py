@@ -124,19 +124,33 @@ def write_config(
 
 
 @contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    """A new, uniquely named PostgreSQL database for one run; dropped afterwards."""
+def _postgres_object(kind: str, drop_option: str) -> Iterator[str]:
+    """A new, uniquely named PostgreSQL ``kind`` (DATABASE or SCHEMA); dropped afterwards."""
     import psycopg
 
     name = f"cw_bench_{secrets.token_hex(4)}"
     admin = PG_URL.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE {kind} "{name}"')
     try:
-        yield PG_URL.rsplit("/", 1)[0] + "/" + name
+        yield name
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'DROP {kind} IF EXISTS "{name}"{drop_option}')
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A new, uniquely named PostgreSQL database for one run (its URL); dropped afterwards."""
+    with _postgres_object("DATABASE", " WITH (FORCE)") as name:
+        yield PG_URL.rsplit("/", 1)[0] + "/" + name
+
+
+@contextlib.contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A new, uniquely named schema in the test database (its name); dropped afterwards."""
+    with _postgres_object("SCHEMA", " CASCADE") as name:
+        yield name
 
 
 def postgres_available() -> bool:
