@@ -85,35 +85,34 @@ def stop(proc: subprocess.Popen[bytes], log_path: Path) -> int:
 
 
 @contextlib.contextmanager
-def pg_database() -> Iterator[str]:
-    """A PostgreSQL database of its own for one test, dropped afterwards."""
+def _pg_object(kind: str, drop_option: str) -> Iterator[str]:
+    """A PostgreSQL ``kind`` (DATABASE or SCHEMA) of its own for one test (its name), dropped
+    afterwards."""
     import psycopg
 
     base = PG_URL.replace("postgresql+psycopg://", "postgresql://")
     name = f"cw_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE {kind} "{name}"')
     try:
-        yield PG_URL.rsplit("/", 1)[0] + "/" + name
+        yield name
     finally:
         with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'DROP {kind} IF EXISTS "{name}"{drop_option}')
+
+
+@contextlib.contextmanager
+def pg_database() -> Iterator[str]:
+    """The URL of a PostgreSQL database of its own for one test, dropped afterwards."""
+    with _pg_object("DATABASE", " WITH (FORCE)") as name:
+        yield PG_URL.rsplit("/", 1)[0] + "/" + name
 
 
 @contextlib.contextmanager
 def pg_schema() -> Iterator[str]:
     """A storage URL whose tables live in a PostgreSQL schema of their own, dropped afterwards."""
-    import psycopg
-
-    base = PG_URL.replace("postgresql+psycopg://", "postgresql://")
-    schema = f"cw_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    with _pg_object("SCHEMA", " CASCADE") as name:
+        yield f"{PG_URL}?options=-csearch_path%3D{name}"
 
 
 def events_json(config: Path, *args: str) -> list[dict[str, Any]]:
