@@ -16,8 +16,7 @@ from typing import Protocol
 from chainwatch.core.model import Change, Head
 
 # Recent blocks kept beyond the confirmation depth for reorg detection; a reorg deeper than
-# confirmations + REORG_WINDOW is beyond what chainwatch repairs. Resuming subscribers are told
-# of the removals inside it.
+# confirmations + REORG_WINDOW is beyond what chainwatch repairs.
 REORG_WINDOW = 64
 
 
